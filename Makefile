@@ -1,0 +1,39 @@
+# wmbook: `make book` sets everything up and builds the site; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?=
+# Offline data: ../shared/data when it exists (override with WMLIB_DATA=...); unset = download.
+ifneq ($(wildcard ../shared/data),)
+export WMLIB_DATA ?= $(abspath ../shared/data)
+endif
+MATHJAX := build/mathjax/mathjax/tex-chtml.js
+
+.PHONY: setup notebooks book test smoke-book clean
+setup: $(BIN)/.installed $(MATHJAX)
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3"
+	touch $@
+
+# MathJax shipped with the site, so math renders offline (npm registry, once).
+$(MATHJAX):
+	mkdir -p build/mathjax
+	cd build/mathjax && npm pack --silent mathjax@3 >/dev/null && tar xzf mathjax-3*.tgz \
+	  && rm -rf mathjax && mv package/es5 mathjax && rm -rf package mathjax-3*.tgz
+
+notebooks: setup
+	$(BIN)/python -m wmlib.runner run $(if $(PROFILE),--profile $(PROFILE))
+
+book: notebooks
+	$(BIN)/python -m wmlib.runner book
+
+test: setup
+	$(BIN)/python -m wmlib.runner smoke --out build/smoke
+	$(BIN)/python -m pytest tests build/smoke --nbval-lax --nbval-current-env
+
+clean:
+	rm -rf _build build/smoke build/executed

@@ -1,0 +1,37 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from wmlib import data as D
+
+
+def _has(path: str) -> bool:
+    root = os.environ.get("WMLIB_DATA")
+    return bool(root) and (Path(root) / path).exists()
+
+
+needs_mnist = pytest.mark.skipif(not _has("MNIST/raw"), reason="WMLIB_DATA with MNIST/raw not set")
+needs_cifar = pytest.mark.skipif(not (_has("cifar10-jpeg") or _has("cifar-10-batches-py")),
+                                 reason="WMLIB_DATA with CIFAR-10 not set")
+needs_trigger = pytest.mark.skipif(not _has("adi-trigger"), reason="WMLIB_DATA with adi-trigger not set")
+
+
+@pytest.fixture
+def model_cache(tmp_path, monkeypatch):
+    """An empty cache for trained models; the decoded dataset tensors stay shared (they are slow)."""
+    from wmlib import cache
+    shared = cache.cache_dir()
+    monkeypatch.setenv("WMLIB_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    if (shared / "tensors").exists():
+        (tmp_path / "cache" / "tensors").symlink_to(shared / "tensors")
+    return tmp_path / "cache"
+
+
+def random_data(dataset: str, n: int, seed: int = 0) -> D.TensorData:
+    info = D.dataset_info(dataset)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, info.channels, info.size, info.size), generator=g, dtype=torch.uint8)
+    return D.TensorData(x, torch.randint(0, info.classes, (n,), generator=g))

@@ -1,0 +1,74 @@
+import copy
+
+import pytest
+import torch
+
+from wmlib import attacks
+from wmlib.models import build_model
+from wmlib.train import Trained, accuracy
+from conftest import random_data
+
+
+@pytest.fixture
+def base(model_cache):
+    torch.manual_seed(0)
+    return Trained(build_model("cifar_cnn", "cifar10").eval(), {"hash": "base-for-tests"})
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+@pytest.mark.parametrize("variant", attacks.FINE_TUNING)
+def test_fine_tuning_touches_exactly_its_parameters(base, variant):
+    before = copy.deepcopy(base.model.state_dict())
+    out = attacks.fine_tune(base, variant, random_data("cifar10", 64), epochs=1, lr=0.05,
+                            batch_size=16, progress=False)
+    changed = _changed(before, out.model.state_dict())
+    head = {"head.weight", "head.bias"}
+    body = set(before) - head
+    assert head <= changed
+    if variant.endswith("LL"):     # last layer only: weights and batch-norm statistics untouched
+        assert not changed & body
+    else:                          # all layers: every conv/BN weight and statistic moved
+        moved = {k for k in body if not k.endswith("num_batches_tracked")
+                 and not k.startswith("normalize.")}
+        assert moved <= changed
+    # the base model is not modified in place
+    assert not _changed(before, base.model.state_dict())
+
+
+def test_re_initialisation_is_seeded_and_owner_head_plugs_back(base):
+    data = random_data("cifar10", 32)
+    a = attacks.fine_tune(base, "RTLL", data, epochs=1, lr=0.0, progress=False, seed=3)
+    b = attacks.fine_tune(base, "RTLL", data, epochs=1, lr=0.0, progress=False, seed=4)
+    assert not torch.equal(a.model.head.weight, base.model.head.weight)
+    assert not torch.equal(a.model.head.weight, b.model.head.weight)
+    restored = attacks.with_head(a.model, base.model.head)
+    x = random_data("cifar10", 50, seed=9).x
+    with torch.no_grad():
+        owner_labels = base.model(x.float() / 255).argmax(1)
+    assert accuracy(restored, x, owner_labels) == 1.0
+    assert a.model.head is not restored.head
+
+
+def test_attacks_are_cached(base):
+    data = random_data("cifar10", 32)
+    first = attacks.fine_tune(base, "FTAL", data, epochs=1, lr=0.01, progress=False)
+    second = attacks.fine_tune(base, "FTAL", data, epochs=1, lr=0.01, progress=False)
+    assert not first.record["cache_hit"] and second.record["cache_hit"]
+    assert all(torch.equal(v, second.model.state_dict()[k]) for k, v in first.model.state_dict().items())
+
+
+def test_transfer_swaps_the_head(base):
+    out = attacks.transfer(base, random_data("cifar100", 32), classes=100, epochs=1, lr=0.01,
+                           progress=False)
+    assert out.model.head.out_features == 100
+    again = attacks.transfer(base, random_data("cifar100", 32), classes=100, epochs=1, lr=0.01,
+                             progress=False)
+    assert again.record["cache_hit"] and again.model.head.out_features == 100
+
+
+def test_unknown_variant():
+    with pytest.raises(ValueError, match="variant=.*FTLL"):
+        attacks.fine_tune(None, "FTXX", None, epochs=1, lr=0.1)

@@ -1,0 +1,60 @@
+"""The book built from the smoke notebooks, strictly (warnings are errors): a broken page fails."""
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from wmlib import runner
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("book")
+    executed = root / "executed"
+    for paper, dataset in runner.pairs():
+        runner.execute(paper, dataset, "smoke", executed, progress=False)
+    return runner.build_book(runner.stage(root / "src", executed), strict=True)
+
+
+def _pages(site):
+    return {p.relative_to(site).as_posix(): p.read_text() for p in site.rglob("*.html")}
+
+
+def test_every_page_is_built(site):
+    pages = _pages(site)
+    for page in ["index.html", "book/adi2018.html", "book/reproduce.html"] + \
+            [f"build/executed/{p}-{d}.html" for p, d in runner.pairs()]:
+        assert page in pages, page
+
+
+def test_paper_page_pastes_figures_and_tables_for_each_dataset(site):
+    html = (site / "book" / "adi2018.html").read_text()
+    assert html.count("ours (smoke)") >= 2 * 3          # functionality, transfer, fine-tuning, per tab
+    imgs = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert len(imgs) >= 2 * 3
+    for src in imgs:
+        assert (site / "book" / src).resolve().exists(), f"broken image {src}"
+    assert "Produced at profile" in html
+
+
+def test_summary_table_is_filled_from_results(site):
+    html = (site / "index.html").read_text()
+    rows = re.findall(r"<tr[^>]*>\s*<td[^>]*>\s*adi2018", html)
+    assert len(rows) >= 2 * 6, "summary table should list the headline rows of both datasets"
+    assert "no executed notebook yet" not in html
+
+
+def test_no_traceback_and_nothing_fetched_from_the_network(site):
+    for name, html in _pages(site).items():
+        assert "Traceback (most recent call last)" not in html, name
+        assert not re.search(r'<script[^>]+src="https?://', html), name
+    assert (site / "mathjax" / "tex-chtml.js").exists()
+
+
+def test_missing_notebook_fails_the_build(tmp_path):
+    src = tmp_path / "src"
+    (tmp_path / "executed").mkdir()
+    runner.stage(src, tmp_path / "executed")
+    with pytest.raises(FileNotFoundError, match="executed notebooks missing"):
+        runner.build_book(src)

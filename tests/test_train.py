@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+import wmlib.train as T
+from wmlib import data as D
+from wmlib.models import build_model
+from conftest import needs_mnist, random_data
+
+
+def _one_epoch(seed):
+    torch.manual_seed(0)
+    model = build_model("cifar_cnn", "cifar10")
+    data = random_data("cifar10", 64)
+    T.fit(model, data, epochs=1, lr=0.1, batch_size=16, augment=True, seed=seed, progress=False)
+    return model.state_dict()
+
+
+def test_seeded_training_is_deterministic():
+    a, b, c = _one_epoch(1), _one_epoch(1), _one_epoch(2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+@needs_mnist
+def test_trained_model_beats_a_floor_and_is_cached(model_cache, monkeypatch):
+    cfg = T.TrainConfig("mnist_cnn", "mnist", epochs=1, lr=0.05, n_train=5000)
+    first = T.train(cfg, progress=False)
+    assert not first.record["cache_hit"]
+    test = D.load("mnist", "test").head(2000)
+    acc = T.accuracy(first.model, test.x, test.y)
+    assert acc >= 0.90, acc
+    files = sorted(p.name for p in (model_cache / "models").iterdir())
+    assert len(files) == 2 and not any(f.endswith(".tmp") for f in files)
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached model was trained again")
+    monkeypatch.setattr(T, "fit", no_training)
+    second = T.train(cfg, progress=False)
+    assert second.record["cache_hit"] and second.hash == first.hash
+    assert T.accuracy(second.model, test.x, test.y) == acc
+    # another configuration is another entry
+    with pytest.raises(AssertionError, match="trained again"):
+        T.train(T.TrainConfig("mnist_cnn", "mnist", epochs=1, lr=0.05, n_train=5000, seed=1), progress=False)
+
+
+def test_failed_training_leaves_nothing(model_cache, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("interrupted")
+    monkeypatch.setattr(T, "fit", boom)
+    monkeypatch.setattr(D, "splits", lambda *a, **k: D.Splits(*(random_data("mnist", 10),) * 4))
+    with pytest.raises(RuntimeError):
+        T.train(T.TrainConfig("mlp", "mnist", epochs=1), progress=False)
+    assert not (model_cache / "models").exists() or not any((model_cache / "models").iterdir())
+
+
+def test_bad_config_names_the_parameter():
+    with pytest.raises(ValueError, match="schedule=.*accepted values"):
+        T.TrainConfig("mlp", "mnist", epochs=1, schedule="cosine")
+    with pytest.raises(ValueError, match="trainable="):
+        T.fit(build_model("mlp", "mnist"), random_data("mnist", 4), epochs=1, lr=0.1,
+              trainable="body", progress=False)

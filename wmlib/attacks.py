@@ -1,0 +1,94 @@
+"""Removal attacks shared by every paper. They know no scheme: they take a model and data.
+
+Fine-tuning in the four variants of Adi et al. 2018 (§5.2): FTLL / FTAL fine-tune the last layer /
+all layers; RTLL / RTAL first re-initialise the last layer. Transfer learning swaps the head for
+a new task and trains every layer. Attacked models are cached like trained ones.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import data as D
+from .cache import load_or_create
+from .models import Classifier
+from .train import Trained, fit, seed_everything
+
+FINE_TUNING = ("FTLL", "FTAL", "RTLL", "RTAL")
+
+
+def with_head(model: Classifier, head: nn.Linear) -> Classifier:
+    """A copy of ``model`` with ``head`` plugged in (e.g. the owner's original last layer)."""
+    out = copy.deepcopy(model)
+    out.head = copy.deepcopy(head)
+    return out
+
+
+def _cached_attack(key: dict, base: Trained, make: Callable[[], Classifier], run: Callable) -> Trained:
+    """Load the attacked model keyed by ``key`` and ``base``, or ``make`` a copy and ``run`` the attack."""
+    def create():
+        model = make()
+        t0 = time.time()
+        history = run(model)
+        return model.cpu(), {"history": history, "seconds": time.time() - t0}
+
+    model, record = load_or_create("attacks", dict(key, base=base.hash), make, create)
+    return Trained(model.eval(), record)
+
+
+def fine_tune(base: Trained, variant: str, data: D.TensorData, *, epochs: int, lr: float,
+              batch_size: int = 100, momentum: float = 0.9, weight_decay: float = 5e-4,
+              augment: bool = False, seed: int = 0,
+              on_epoch: Callable[[int, Classifier], dict] | None = None, progress: bool = True) -> Trained:
+    """Fine-tune a copy of ``base`` on the attacker's ``data`` at a constant learning rate.
+
+    ``variant``: FTLL (last layer only), FTAL (all layers), RTLL / RTAL (re-initialise the last
+    layer, then last layer only / all layers). Adi et al. 2018 §5.2; the authors' ``fine-tune.py``.
+    """
+    if variant not in FINE_TUNING:
+        raise ValueError(f"variant={variant!r} is not known; accepted values: {list(FINE_TUNING)}")
+    key = dict(attack="fine-tune", variant=variant, data=data.fingerprint, epochs=epochs, lr=lr,
+               batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment,
+               seed=seed)
+
+    def make():
+        model = copy.deepcopy(base.model)
+        if variant.startswith("RT"):
+            seed_everything(seed)
+            model.head.reset_parameters()
+        return model
+
+    def run(model):
+        return fit(model, data, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                   batch_size=batch_size, schedule="constant", augment=augment, seed=seed,
+                   trainable="head" if variant.endswith("LL") else "all", on_epoch=on_epoch,
+                   desc=variant, progress=progress)
+
+    return _cached_attack(key, base, make, run)
+
+
+def transfer(base: Trained, data: D.TensorData, classes: int, *, epochs: int, lr: float,
+             batch_size: int = 100, momentum: float = 0.9, weight_decay: float = 5e-4,
+             augment: bool = False, seed: int = 0,
+             on_epoch: Callable[[int, Classifier], dict] | None = None, progress: bool = True) -> Trained:
+    """Transfer learning: a new ``classes``-way head for a new task, every layer trained."""
+    key = dict(attack="transfer", data=data.fingerprint, classes=classes, epochs=epochs, lr=lr,
+               batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment,
+               seed=seed)
+
+    def make():
+        model = copy.deepcopy(base.model)
+        seed_everything(seed)
+        model.head = nn.Linear(model.head.in_features, classes)
+        return model
+
+    def run(model):
+        return fit(model, data, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                   batch_size=batch_size, schedule="constant", augment=augment, seed=seed,
+                   on_epoch=on_epoch, desc="transfer", progress=progress)
+
+    return _cached_attack(key, base, make, run)

@@ -1,0 +1,77 @@
+"""On-disk cache of expensive results (trained models and their records), keyed by configuration.
+
+Each entry is ``<kind>/<hash>.pt`` (a ``state_dict``, read back with ``weights_only=True``) and
+``<kind>/<hash>.json`` (the full key plus whatever the producer recorded: metrics, histories,
+seconds taken). Both are written atomically (temporary file + ``os.replace``); the ``.json`` is
+written last, so an entry without it is incomplete and ignored.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def cache_dir() -> Path:
+    """``$WMLIB_CACHE`` or ``~/.cache/wmlib``."""
+    return Path(os.environ.get("WMLIB_CACHE", Path.home() / ".cache" / "wmlib")).expanduser()
+
+
+def key_hash(key: dict) -> str:
+    """A stable 16-hex-digit hash of a JSON-able configuration."""
+    blob = json.dumps(key, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` that never leaves a half-written file at ``path``."""
+    _atomic_write(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_json(obj, path: Path) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True, default=str)
+    _atomic_write(Path(path), write)
+
+
+def load_or_create(kind: str, key: dict, build: Callable[[], torch.nn.Module],
+                   create: Callable[[], tuple[torch.nn.Module, dict]]):
+    """Return ``(model, record)`` from the cache, or ``create()`` them and store them.
+
+    ``build()`` makes an untrained model of the right shape to load cached weights into;
+    ``create()`` returns the trained model and a JSON-able record. ``record['cache_hit']`` says
+    which path was taken (it is not stored).
+    """
+    h = key_hash(key)
+    pt, js = cache_dir() / kind / f"{h}.pt", cache_dir() / kind / f"{h}.json"
+    if pt.exists() and js.exists():
+        model = build()
+        model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
+        record = json.loads(js.read_text())
+        record["cache_hit"] = True
+        return model, record
+    model, record = create()
+    record = dict(record, key=key, hash=h)
+    atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, pt)
+    atomic_write_json(record, js)
+    return model, dict(record, cache_hit=False)

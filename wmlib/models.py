@@ -1,0 +1,125 @@
+"""Model registry by name.
+
+Every model is a :class:`Classifier`: ``normalize`` (the dataset's mean/std, so inputs are
+images in [0, 1]), ``features`` and a final linear ``head``. Schemes and attacks rely on that
+split: fine-tuning the last layer means training ``head`` only, and the owner's private head can
+be plugged back into an attacked model.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .data import dataset_info
+
+
+class Normalize(nn.Module):
+    """Per-channel standardisation, stored as buffers so it travels with the weights."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    """``head(features(normalize(x)))``; inputs are float images in [0, 1]."""
+
+    def __init__(self, normalize: nn.Module, features: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.normalize = normalize
+        self.features = features
+        self.head = head
+
+    def forward(self, x):
+        return self.head(self.features(self.normalize(x)))
+
+
+# ----------------------------------------------------------------------------- architectures
+def _mnist_cnn(c, n, size):
+    """Le Merrer et al. 2020 CNN (the Keras MNIST example): conv 32, conv 64 (3x3), dense 128."""
+    s = (size - 4) // 2
+    feats = nn.Sequential(
+        nn.Conv2d(c, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Dropout(0.25), nn.Flatten(), nn.Linear(64 * s * s, 128), nn.ReLU(), nn.Dropout(0.5))
+    return feats, nn.Linear(128, n)
+
+
+def _mlp(c, n, size):
+    """Le Merrer et al. 2020 MLP: two hidden layers of 512 (669,706 parameters on MNIST)."""
+    feats = nn.Sequential(nn.Flatten(), nn.Linear(c * size * size, 512), nn.ReLU(),
+                          nn.Linear(512, 512), nn.ReLU())
+    return feats, nn.Linear(512, n)
+
+
+def _conv_bn(cin, cout):
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def _cifar_cnn(c, n, size):
+    """Small fast CNN for the CPU profile: three stages of two 3x3 conv-BN-ReLU (32/64/128), 0.29 M."""
+    layers = []
+    cin = c
+    for width in (32, 64, 128):
+        layers += _conv_bn(cin, width) + _conv_bn(width, width) + [nn.MaxPool2d(2)]
+        cin = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), nn.Linear(128, n)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation basic block (He et al. 2016), as in the Adi et al. code."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(x))
+        short = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + short
+
+
+def _preact_resnet18(c, n, size):
+    """Pre-activation ResNet-18 of the Adi et al. code: 3x3 stem, widths 64-512, 4x4 avg pool."""
+    layers = [nn.Conv2d(c, 64, 3, 1, 1, bias=False)]
+    cin = 64
+    for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [PreActBlock(cin, width, stride), PreActBlock(width, width, 1)]
+        cin = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]   # as the authors' code: no final BN-ReLU
+    return nn.Sequential(*layers), nn.Linear(512, n)
+
+
+MODELS: dict[str, Callable] = {
+    "mnist_cnn": _mnist_cnn,
+    "mlp": _mlp,
+    "cifar_cnn": _cifar_cnn,
+    "resnet18": _preact_resnet18,
+}
+
+
+def build_model(name: str, dataset: str, num_classes: int | None = None) -> Classifier:
+    """A freshly initialised model ``name`` shaped for ``dataset`` (input size, classes, stats)."""
+    if name not in MODELS:
+        raise ValueError(f"model={name!r} is not known; accepted values: {sorted(MODELS)}")
+    info = dataset_info(dataset)
+    feats, head = MODELS[name](info.channels, num_classes or info.classes, info.size)
+    return Classifier(Normalize(info.mean, info.std), feats, head)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

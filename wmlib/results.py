@@ -1,0 +1,49 @@
+"""Per-notebook results records: headline numbers (ours beside the paper's) that the book reads.
+
+One JSON file per (paper, dataset, profile): ``{"paper", "dataset", "profile", "device",
+"rows": [{"quantity", "ours", "paper", "unit", "note"}]}``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .cache import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Row:
+    quantity: str
+    ours: float | None
+    paper: float | None = None   # None: the paper has no such number (say why in ``note``)
+    unit: str = "%"
+    note: str = ""
+
+
+def results_dir() -> Path:
+    """``$WMLIB_RESULTS`` or ``<repo>/build/results``."""
+    return Path(os.environ.get("WMLIB_RESULTS", ROOT / "build" / "results"))
+
+
+def results_path(paper: str, dataset: str, profile: str, folder: Path | None = None) -> Path:
+    return Path(folder or results_dir()) / f"{paper}-{dataset}-{profile}.json"
+
+
+def write(paper: str, dataset: str, profile: str, rows: list[Row], device: str = "",
+          folder: Path | None = None) -> Path:
+    path = results_path(paper, dataset, profile, folder)
+    atomic_write_json({"paper": paper, "dataset": dataset, "profile": profile, "device": device,
+                       "rows": [asdict(r) for r in rows]}, path)
+    return path
+
+
+def read(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def read_all(folder: Path | None = None) -> list[dict]:
+    return [read(p) for p in sorted(Path(folder or results_dir()).glob("*.json"))]

@@ -1,0 +1,153 @@
+"""Run the paper notebooks with papermill, and build the book from them.
+
+    python -m wmlib.runner run   [--profile cpu] [--paper adi2018] [--dataset mnist]  # execute
+    python -m wmlib.runner book                                                       # build site
+    python -m wmlib.runner smoke [--out build/smoke]          # smoke notebooks for nbval (not run)
+
+``run`` writes ``build/executed/<paper>-<dataset>.ipynb`` and their results records
+(``build/executed/results/``); ``book`` renders ``_build/html`` from them without re-executing.
+The profile defaults to ``paper`` on a GPU and ``cpu`` otherwise (``PROFILE`` overrides).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import profiles, results
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = {"adi2018": ("mnist", "cifar10")}     # the (paper, dataset) pairs the book shows
+EXECUTED = ROOT / "build" / "executed"
+BOOK_FILES = ("_config.yml", "_toc.yml", "book")
+
+
+def pairs(papers=None, datasets=None) -> list[tuple[str, str]]:
+    for p in papers or []:
+        if p not in NOTEBOOKS:
+            raise ValueError(f"paper={p!r} is not known; accepted values: {sorted(NOTEBOOKS)}")
+    out = [(p, d) for p, ds in NOTEBOOKS.items() for d in ds
+           if (not papers or p in papers) and (not datasets or d in datasets)]
+    if not out:
+        raise ValueError(f"no notebook matches papers={papers} datasets={datasets}; "
+                         f"available: {NOTEBOOKS}")
+    return out
+
+
+def execute(paper: str, dataset: str, profile: str, out_dir: Path, *, prepare_only: bool = False,
+            progress: bool = True) -> Path:
+    """Execute (or only parametrise) ``notebooks/<paper>.py`` for ``dataset`` at ``profile``."""
+    import jupytext
+    import papermill
+
+    profiles.get(paper, profile, dataset)          # validates the three names
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{paper}-{dataset}.ipynb"
+    nb = jupytext.read(ROOT / "notebooks" / f"{paper}.py")
+    params = dict(dataset=dataset, profile=profile)
+    if not prepare_only:
+        params["results_dir"] = str((out_dir / "results").resolve())
+        for stale in (out_dir / "results").glob(f"{paper}-{dataset}-*.json"):
+            stale.unlink()       # a record from another profile would contradict the notebook
+    tmp = out.with_suffix(".ipynb.part")
+    try:
+        papermill.execute_notebook(nb, str(tmp), parameters=params, cwd=str(ROOT),
+                                   kernel_name="python3", prepare_only=prepare_only,
+                                   progress_bar=progress and not prepare_only)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None) -> list[Path]:
+    """Execute every selected (paper, dataset) notebook at ``profile``; report the minutes each took."""
+    done = []
+    for paper, dataset in pairs(papers, datasets):
+        t0 = time.time()
+        print(f"[wmbook] {paper} / {dataset} at profile {profile} ...", flush=True)
+        done.append(execute(paper, dataset, profile, out_dir))
+        print(f"[wmbook] {paper} / {dataset} done in {(time.time() - t0) / 60:.1f} min", flush=True)
+    write_summary(out_dir)
+    return done
+
+
+def prepare_smoke(out_dir: Path = ROOT / "build" / "smoke") -> list[Path]:
+    """Every (paper, dataset) notebook with smoke parameters injected, not executed (for nbval)."""
+    return [execute(p, d, "smoke", out_dir, prepare_only=True) for p, d in pairs()]
+
+
+def write_summary(executed_dir: Path) -> Path:
+    """``summary.md``: one row per headline number of every executed notebook, from its results."""
+    rows = []
+    for rec in results.read_all(Path(executed_dir) / "results"):
+        for r in rec["rows"]:
+            fmt = (lambda v: "—" if v is None else f"{v:.1f}")
+            rows.append(f"| {rec['paper']} | {rec['dataset']} | {r['quantity']} | {fmt(r['paper'])} "
+                        f"| {fmt(r['ours'])} | {rec['profile']} | {r['note']} |")
+    head = ["| paper | dataset | quantity | paper's | ours | profile | note |",
+            "|---|---|---|---|---|---|---|"]
+    body = rows or ["| — | — | no executed notebook yet: run `python -m wmlib.runner run` | — | — | — | — |"]
+    path = Path(executed_dir) / "summary.md"
+    path.write_text("\n".join(head + body) + "\n")
+    return path
+
+
+def stage(dst: Path, executed_dir: Path) -> Path:
+    """A copy of the book's sources at ``dst`` with ``executed_dir`` as its ``build/executed``."""
+    dst = Path(dst)
+    for name in BOOK_FILES:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
+    shutil.copytree(executed_dir, dst / "build" / "executed")
+    if (ROOT / "build" / "mathjax").is_dir():
+        shutil.copytree(ROOT / "build" / "mathjax", dst / "build" / "mathjax")
+    return dst
+
+
+def build_book(source: Path = ROOT, strict: bool = True) -> Path:
+    """``jupyter-book build`` (notebooks are not re-executed); returns ``_build/html``."""
+    executed = Path(source) / "build" / "executed"
+    missing = [f"{p}-{d}.ipynb" for p, d in pairs() if not (executed / f"{p}-{d}.ipynb").exists()]
+    if missing:
+        raise FileNotFoundError(f"executed notebooks missing in {executed}: {missing}; "
+                                "run `python -m wmlib.runner run` first")
+    write_summary(executed)
+    cmd = [sys.executable, "-m", "jupyter_book", "build", str(source), "--keep-going"]
+    if strict:
+        cmd.insert(-1, "-W")
+    subprocess.run(cmd, check=True)
+    return Path(source) / "_build" / "html"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m wmlib.runner", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute notebooks with papermill")
+    r.add_argument("--profile", default=os.environ.get("PROFILE") or profiles.default_profile(),
+                   choices=profiles.PROFILE_NAMES)
+    r.add_argument("--paper", action="append", help="paper(s) to run (default: all)")
+    r.add_argument("--dataset", action="append", help="dataset(s) to run (default: all)")
+    r.add_argument("--out", type=Path, default=EXECUTED)
+    sub.add_parser("book", help="build the book from build/executed")
+    s = sub.add_parser("smoke", help="write smoke-parameter notebooks for nbval")
+    s.add_argument("--out", type=Path, default=ROOT / "build" / "smoke")
+    a = ap.parse_args(argv)
+    if a.cmd == "run":
+        run(a.profile, a.out, a.paper, a.dataset)
+    elif a.cmd == "book":
+        print("built", build_book())
+    else:
+        for p in prepare_smoke(a.out):
+            print("prepared", p)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The one training loop, evaluation, and trained models cached by their full configuration.
+
+Schemes change *what* is trained through arguments, never by copying the loop:
+``extra`` appends key images to every batch (Adi et al.'s trigger set), ``trainable`` freezes
+everything but the head (last-layer fine-tuning).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator, Protocol
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import data as D
+from .cache import load_or_create
+from .device import autocast, default_device
+from .models import Classifier, build_model
+
+SCHEDULES = ("step", "constant")
+TRAINABLE = ("all", "head")
+
+
+class ExtraBatches(Protocol):
+    """Something that appends ``(x, y)`` to each training batch (e.g. a trigger-set cycler)."""
+
+    fingerprint: str
+
+    def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model (and so its cache key)."""
+
+    model: str
+    dataset: str
+    epochs: int
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 100
+    schedule: str = "step"      # 'step': lr x 0.1 at 1/3 and 2/3 of the epochs (Adi: every 20 of 60)
+    n_train: int | None = None  # first n of the (fixed) shuffled training set; None = all
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r} is not known; accepted values: {list(SCHEDULES)}")
+        if self.epochs < 0:
+            raise ValueError(f"epochs={self.epochs} must be >= 0")
+
+
+@dataclass
+class Trained:
+    model: Classifier
+    record: dict = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        return self.record["hash"]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
+            device: torch.device | None = None) -> torch.Tensor:
+    """Predicted labels (on the CPU) for images ``x`` (uint8 or float in [0, 1])."""
+    device = device or default_device()
+    was_training = model.training
+    model.eval().to(device)
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = D.to_float(x[i:i + batch_size].to(device))
+        with autocast(device):
+            out.append(model(xb).argmax(1).cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> float:
+    """Fraction of ``x`` classified as ``y``."""
+    return (predict(model, x, **kw) == y).float().mean().item()
+
+
+def _set_trainable(model: Classifier, trainable: str) -> list[nn.Parameter]:
+    if trainable not in TRAINABLE:
+        raise ValueError(f"trainable={trainable!r} is not known; accepted values: {list(TRAINABLE)}")
+    for p in model.parameters():
+        p.requires_grad_(trainable == "all")
+    for p in model.head.parameters():
+        p.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, momentum: float = 0.9,
+        weight_decay: float = 5e-4, batch_size: int = 100, schedule: str = "step",
+        augment: bool = False, seed: int = 0, trainable: str = "all",
+        extra: ExtraBatches | None = None,
+        on_epoch: Callable[[int, Classifier], dict] | None = None,
+        device: torch.device | None = None, desc: str = "train", progress: bool = True) -> list[dict]:
+    """Train ``model`` in place with SGD + momentum; return one record per epoch.
+
+    ``on_epoch(epoch, model)`` may return metrics to record (it runs in eval mode, under
+    ``no_grad``); epoch 0 is recorded before any training. With ``trainable='head'`` only the last
+    layer learns and the rest stays in eval mode (batch-norm statistics frozen too).
+    """
+    device = device or default_device()
+    gen = seed_everything(seed)
+    fmt = torch.channels_last if any(isinstance(m, nn.Conv2d) for m in model.modules()) else None
+    model.to(device, memory_format=fmt) if fmt else model.to(device)
+    params = _set_trainable(model, trainable)
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    milestones = [round(epochs / 3), round(2 * epochs / 3)] if schedule == "step" else []
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [m for m in milestones if m > 0], 0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    history = []
+
+    def record(epoch, **extra_metrics):
+        row = {"epoch": epoch, **extra_metrics}
+        if on_epoch is not None:
+            model.eval()
+            with torch.no_grad():
+                row.update(on_epoch(epoch, model))
+        history.append(row)
+
+    record(0)
+    extra_batches = extra.batches(gen) if extra is not None else None
+    n = len(data)
+    steps = (n + batch_size - 1) // batch_size
+    bar = tqdm(total=epochs * steps, desc=desc, disable=not progress, leave=False, mininterval=2)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        if trainable == "head":
+            model.features.eval()
+            model.normalize.eval()
+        perm = torch.randperm(n, generator=gen)
+        total, t0 = 0.0, time.time()
+        for i in range(steps):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            xb, yb = D.to_float(data.x[idx].to(device)), data.y[idx].to(device)
+            if augment:
+                xb = D.augment(xb, gen)
+            if extra_batches is not None:
+                xe, ye = next(extra_batches)
+                xb = torch.cat([xb, D.to_float(xe.to(device))])
+                yb = torch.cat([yb, ye.to(device)])
+            if fmt:
+                xb = xb.contiguous(memory_format=fmt)
+            with autocast(device):
+                loss = loss_fn(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            bar.update()
+        sched.step()
+        record(epoch, loss=total / max(steps, 1), seconds=time.time() - t0)
+    bar.close()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if fmt:
+        model.to(memory_format=torch.contiguous_format)
+    model.eval()
+    return history
+
+
+def train(cfg: TrainConfig, *, extra: ExtraBatches | None = None, init: Trained | None = None,
+          on_epoch: Callable[[int, Classifier], dict] | None = None, tag: str = "",
+          progress: bool = True) -> Trained:
+    """Train ``cfg`` (continuing from ``init`` if given), or load it from the cache.
+
+    The cache key is the whole configuration, the fingerprint of ``extra`` and the hash of
+    ``init``; ``tag`` names a variant that the arguments alone do not tell apart.
+    """
+    key = {"config": asdict(cfg), "extra": getattr(extra, "fingerprint", None),
+           "init": init.hash if init is not None else None, "tag": tag}
+    info = D.dataset_info(cfg.dataset)
+
+    def build():
+        return build_model(cfg.model, cfg.dataset)
+
+    def create():
+        if init is None:
+            seed_everything(cfg.seed)
+            model = build()
+        else:
+            model = copy.deepcopy(init.model)
+        data = D.splits(cfg.dataset, n_train=cfg.n_train).train
+        t0 = time.time()
+        history = fit(model, data, epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum,
+                      weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
+                      schedule=cfg.schedule, augment=info.augment, seed=cfg.seed, extra=extra,
+                      on_epoch=on_epoch, desc=f"{tag or 'train'} {cfg.model}/{cfg.dataset}",
+                      progress=progress)
+        return model.cpu(), {"history": history, "seconds": time.time() - t0}
+
+    model, record = load_or_create("models", key, build, create)
+    return Trained(model.eval(), record)
