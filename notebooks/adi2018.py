@@ -64,8 +64,8 @@ plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3})
 # %%
 settings = {k: v for k, v in P.items() if k != "expect"}
 banner = (f"Produced at profile **{profile}** on {dataset} ({device.type}); model {P['model']}, "
-          f"{len(split.train):,} training images, {P['epochs']} epochs at lr {P['lr']} "
-          f"(×0.1 at 1/3 and 2/3), batch 100 + 2 trigger images; attacks: "
+          f"{len(split.train):,} training images, {P['epochs']} epochs, {P['schedule']} learning-rate "
+          f"schedule peaking at {P['lr']}, batches of 100 + 2 trigger images; attacks: "
           f"{P['attack_epochs']} epochs at lr {P['attack_lr']} on {len(split.attack):,} images "
           f"the owner never saw, evaluated on {len(split.eval):,} others.")
 glue("banner", Markdown(banner), display=False)
@@ -97,8 +97,10 @@ plt.close(fig)
 # %% [markdown]
 # ## Embedding: NO-WM, FROMSCRATCH, PRETRAINED
 #
-# All three share the same training: SGD, momentum 0.9, weight decay 5·10⁻⁴, batches of 100, the
-# learning rate ×0.1 after a third and two thirds of the epochs (the authors: every 20 of 60).
+# All three share the same training: SGD, momentum 0.9, weight decay 5·10⁻⁴, batches of 100. The
+# `paper` profile uses the authors' schedule (learning rate ×0.1 every 20 of 60 epochs); the `cpu`
+# profile compresses training into a few epochs with a one-cycle schedule (linear warm-up, then
+# linear decay), which reaches a higher accuracy in so few epochs than the step schedule does.
 # FROMSCRATCH appends 2 trigger images to every batch from the start; PRETRAINED continues the
 # NO-WM model with the triggers appended. Trained models are cached on disk, keyed by their whole
 # configuration, so a rerun trains nothing.
@@ -111,7 +113,7 @@ def monitor(epoch, model):
 
 
 cfg = TrainConfig(model=P["model"], dataset=dataset, epochs=P["epochs"], lr=P["lr"],
-                  n_train=P["n_train"], seed=seed)
+                  schedule=P["schedule"], n_train=P["n_train"], seed=seed)
 nowm = train(cfg, on_epoch=monitor, progress=progress)
 scratch = adi.fromscratch(cfg, trigger, on_epoch=monitor, progress=progress)
 pre = adi.pretrained(nowm, trigger, epochs=P["pretrained_epochs"], lr=P["pretrained_lr"],
@@ -148,8 +150,10 @@ glue("functionality", functionality)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 for name, m in models.items():
     h = pd.DataFrame(m.record["history"])
-    axes[0].plot(h.epoch, 100 * h.test_acc, marker="o", label=name)
-    axes[1].plot(h.epoch, 100 * h.trigger_acc, marker="o", label=name)
+    # a clean model may be shared with (and first trained by) another notebook: plot what it recorded
+    for ax, col in zip(axes, ("test_acc", "trigger_acc")):
+        if col in h:
+            ax.plot(h.epoch, 100 * h[col], marker="o", label=name)
 axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy while training")
 axes[1].set(xlabel="epoch", ylabel="trigger accuracy (%)", title="Trigger accuracy while training")
 axes[1].axhline(100 / classes, color="grey", ls=":", label="chance")
@@ -212,7 +216,7 @@ owner_head = scratch.model.head
 
 
 def attack_monitor(epoch, model):
-    n = min(2000, len(split.eval))
+    n = min(1000, len(split.eval))
     return {"test_acc": accuracy(model, split.eval.x[:n], split.eval.y[:n]),
             "trigger_acc": accuracy(model, trigger.x, trigger.y),
             "trigger_acc_owner_head": accuracy(attacks.with_head(model, owner_head), trigger.x, trigger.y)}
@@ -305,5 +309,9 @@ print("all checks passed at profile", profile)
 headline = [r for r in func_rows if r.quantity.split()[0] in models] + transfer_rows
 headline += [Row(f"{v} trigger acc, owner's head", row["trigger acc, owner's head (%)"], None,
                  note="paper: watermark retained (figure only)") for v, row in finetune.iterrows()]
-path = results.write("adi2018", dataset, profile, headline, device=device.type, folder=results_dir)
+used = [nowm, scratch, pre, moved, *attacked.values()]
+compute_minutes = sum(m.record["seconds"] for m in used) / 60
+path = results.write("adi2018", dataset, profile, headline, device=device.type,
+                     compute_minutes=compute_minutes, folder=results_dir)
+print(f"training time of the models used (empty cache): {compute_minutes:.1f} min")
 print("wrote", path)

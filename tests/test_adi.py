@@ -83,8 +83,9 @@ def test_verification_threshold_and_p_value():
 
 @needs_mnist
 def test_fromscratch_learns_the_trigger_set_and_no_wm_does_not(model_cache):
-    trigger = adi.procedural_trigger("mnist", 20, seed=0)
-    cfg = TrainConfig("mnist_cnn", "mnist", epochs=3, lr=0.05, n_train=4000)
+    trigger = adi.procedural_trigger("mnist", 10, seed=0)
+    # each trigger image is seen 2 x 50 batches x 5 epochs / 10 = 50 times
+    cfg = TrainConfig("mlp", "mnist", epochs=5, lr=0.05, n_train=5000, schedule="constant")
     marked = adi.fromscratch(cfg, trigger, progress=False)
     test = D.load("mnist", "test").head(2000)
     assert accuracy(marked.model, trigger.x, trigger.y) >= 0.9

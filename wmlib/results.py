@@ -1,7 +1,7 @@
 """Per-notebook results records: headline numbers (ours beside the paper's) that the book reads.
 
 One JSON file per (paper, dataset, profile): ``{"paper", "dataset", "profile", "device",
-"rows": [{"quantity", "ours", "paper", "unit", "note"}]}``.
+"compute_minutes", "rows": [{"quantity", "ours", "paper", "unit", "note"}]}``.
 """
 from __future__ import annotations
 
@@ -34,10 +34,12 @@ def results_path(paper: str, dataset: str, profile: str, folder: Path | None = N
 
 
 def write(paper: str, dataset: str, profile: str, rows: list[Row], device: str = "",
-          folder: Path | None = None) -> Path:
+          compute_minutes: float | None = None, folder: Path | None = None) -> Path:
+    """Write the record; ``compute_minutes``: training time of every model it used, cached or not
+    (what a run with an empty cache costs)."""
     path = results_path(paper, dataset, profile, folder)
     atomic_write_json({"paper": paper, "dataset": dataset, "profile": profile, "device": device,
-                       "rows": [asdict(r) for r in rows]}, path)
+                       "compute_minutes": compute_minutes, "rows": [asdict(r) for r in rows]}, path)
     return path
 
 

@@ -11,6 +11,7 @@ The profile defaults to ``paper`` on a GPU and ``cpu`` otherwise (``PROFILE`` ov
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from . import profiles, results
+from .cache import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {"adi2018": ("mnist", "cifar10")}     # the (paper, dataset) pairs the book shows
@@ -54,7 +56,7 @@ def execute(paper: str, dataset: str, profile: str, out_dir: Path, *, prepare_on
         params["results_dir"] = str((out_dir / "results").resolve())
         for stale in (out_dir / "results").glob(f"{paper}-{dataset}-*.json"):
             stale.unlink()       # a record from another profile would contradict the notebook
-    tmp = out.with_suffix(".ipynb.part")
+    tmp = out.with_name(f".{out.stem}.part.ipynb")
     try:
         papermill.execute_notebook(nb, str(tmp), parameters=params, cwd=str(ROOT),
                                    kernel_name="python3", prepare_only=prepare_only,
@@ -67,13 +69,20 @@ def execute(paper: str, dataset: str, profile: str, out_dir: Path, *, prepare_on
 
 
 def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None) -> list[Path]:
-    """Execute every selected (paper, dataset) notebook at ``profile``; report the minutes each took."""
+    """Execute every selected (paper, dataset) notebook at ``profile``; record the minutes each took."""
     done = []
+    timings_file = Path(out_dir) / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     for paper, dataset in pairs(papers, datasets):
         t0 = time.time()
         print(f"[wmbook] {paper} / {dataset} at profile {profile} ...", flush=True)
         done.append(execute(paper, dataset, profile, out_dir))
-        print(f"[wmbook] {paper} / {dataset} done in {(time.time() - t0) / 60:.1f} min", flush=True)
+        minutes = (time.time() - t0) / 60
+        print(f"[wmbook] {paper} / {dataset} done in {minutes:.1f} min", flush=True)
+        rec = results.read(results.results_path(paper, dataset, profile, Path(out_dir) / "results"))
+        timings[f"{paper}-{dataset}"] = {"paper": paper, "dataset": dataset, "profile": profile,
+                                         "wall_minutes": minutes, "compute_minutes": rec.get("compute_minutes")}
+        atomic_write_json(timings, timings_file)
     write_summary(out_dir)
     return done
 
@@ -96,12 +105,30 @@ def write_summary(executed_dir: Path) -> Path:
     body = rows or ["| — | — | no executed notebook yet: run `python -m wmlib.runner run` | — | — | — | — |"]
     path = Path(executed_dir) / "summary.md"
     path.write_text("\n".join(head + body) + "\n")
+    write_timings(executed_dir)
+    return path
+
+
+def write_timings(executed_dir: Path) -> Path:
+    """``timings.md``: per notebook, the last run's wall time and the training time it used."""
+    src = Path(executed_dir) / "timings.json"
+    rows = json.loads(src.read_text()).values() if src.exists() else []
+    fmt = (lambda v: "—" if v is None else f"{v:.1f}")
+    lines = ["| paper | dataset | profile | last run (min) | training, empty cache (min) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['paper']} | {r['dataset']} | {r['profile']} | {fmt(r['wall_minutes'])} "
+              f"| {fmt(r['compute_minutes'])} |" for r in rows]
+    if not rows:
+        lines.append("| — | — | — | not recorded: these notebooks were not run by `wmlib.runner run` | — |")
+    path = Path(executed_dir) / "timings.md"
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def stage(dst: Path, executed_dir: Path) -> Path:
     """A copy of the book's sources at ``dst`` with ``executed_dir`` as its ``build/executed``."""
     dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
     for name in BOOK_FILES:
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
