@@ -10,7 +10,6 @@ import copy
 import time
 from typing import Callable
 
-import torch
 from torch import nn
 
 from . import data as D

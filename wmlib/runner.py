@@ -146,7 +146,7 @@ def build_book(source: Path = ROOT, strict: bool = True) -> Path:
         raise FileNotFoundError(f"executed notebooks missing in {executed}: {missing}; "
                                 "run `python -m wmlib.runner run` first")
     write_summary(executed)
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(source), "--keep-going"]
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(source), "--keep-going"]
     if strict:
         cmd.insert(-1, "-W")
     subprocess.run(cmd, check=True)

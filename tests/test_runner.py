@@ -1,0 +1,42 @@
+import pytest
+
+from wmlib import profiles, results, runner
+from wmlib.results import Row
+
+
+def test_pairs_and_errors():
+    assert ("adi2018", "cifar10") in runner.pairs()
+    assert runner.pairs(["adi2018"], ["mnist"]) == [("adi2018", "mnist")]
+    with pytest.raises(ValueError, match="paper=.*accepted values"):
+        runner.pairs(["nope2020"])
+    with pytest.raises(ValueError, match="profile=.*smoke"):
+        profiles.get("adi2018", "fast", "mnist")
+    with pytest.raises(ValueError, match="dataset=.*accepted values"):
+        profiles.get("adi2018", "cpu", "svhn")
+
+
+def test_every_pair_has_every_profile():
+    for paper, dataset in runner.pairs():
+        for profile in profiles.PROFILE_NAMES:
+            p = profiles.get(paper, profile, dataset)
+            assert {"min_clean_acc", "min_wm_trigger"} <= set(p["expect"])
+
+
+def test_summary_is_generated_from_records(tmp_path):
+    results.write("adi2018", "mnist", "cpu", [Row("FROMSCRATCH trigger acc", 99.0, None, note="x"),
+                                              Row("NO-WM test acc", 98.9, 93.42)],
+                  folder=tmp_path / "results")
+    text = runner.write_summary(tmp_path).read_text()
+    assert "| adi2018 | mnist | FROMSCRATCH trigger acc | — | 99.0 | cpu | x |" in text
+    assert "| adi2018 | mnist | NO-WM test acc | 93.4 | 98.9 | cpu |  |" in text
+    assert (tmp_path / "timings.md").exists()
+
+
+def test_smoke_notebooks_are_parametrised_not_executed(tmp_path):
+    import nbformat
+    paths = runner.prepare_smoke(tmp_path)
+    assert len(paths) == len(runner.pairs())
+    nb = nbformat.read(paths[0], as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and 'profile = "smoke"' in injected[0].source
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
