@@ -48,7 +48,7 @@ from wmlib.report import comparison
 from wmlib.results import Row
 from wmlib.schemes import adi
 from wmlib.stats import binomial_tail
-from wmlib.train import TrainConfig, accuracy, train
+from wmlib.train import TrainConfig, accuracy, evaluate, train
 
 P = profiles.get("adi2018", profile, dataset)
 info = D.dataset_info(dataset)
@@ -127,7 +127,7 @@ models = {"NO-WM": nowm, "FROMSCRATCH": scratch, "PRETRAINED": pre}
 
 measured = {}
 for name, m in models.items():
-    measured[name] = {"test": accuracy(m.model, split.test.x, split.test.y),
+    measured[name] = {"test": evaluate(m, split.test),
                       "trigger": accuracy(m.model, trigger.x, trigger.y),
                       "train_minutes": m.record["seconds"] / 60,
                       "cached": m.record["cache_hit"]}
@@ -234,7 +234,7 @@ ft_rows = []
 for v, m in attacked.items():
     owner_view = attacks.with_head(m.model, owner_head)
     ft_rows.append({"attack": v,
-                    "test acc (%)": 100 * accuracy(m.model, split.eval.x, split.eval.y),
+                    "test acc (%)": 100 * evaluate(m, split.eval),
                     "trigger acc, attacker's head (%)": 100 * accuracy(m.model, trigger.x, trigger.y),
                     "trigger acc, owner's head (%)": 100 * accuracy(owner_view, trigger.x, trigger.y),
                     "verified (attacker's head)": adi.verify(m.model, trigger, classes).verified,
@@ -279,13 +279,14 @@ moved = attacks.transfer(scratch, task.train, task.classes, epochs=P["transfer_e
                          augment=info.augment, seed=seed, progress=progress)
 moved_owner = attacks.with_head(moved.model, owner_head)
 paper_tl = (81.9, 72.0) if dataset == "cifar10" else (None, None)
-tl_note = f"ours: {task.description}; paper: CIFAR-10 → STL-10"
-transfer_rows = [Row("transfer: new-task test acc", 100 * accuracy(moved.model, task.test.x, task.test.y),
+tl_note = f"ours: {P['transfer_dataset']} (see text); paper: CIFAR-10 → STL-10"
+transfer_rows = [Row("transfer: new-task test acc", 100 * evaluate(moved, task.test),
                      paper_tl[0], note=tl_note),
                  Row("transfer: trigger acc, owner's head", 100 * accuracy(moved_owner, trigger.x, trigger.y),
                      paper_tl[1], note=tl_note)]
 transfer_table = comparison(transfer_rows, profile)
 glue("transfer", transfer_table)
+print("new task:", task.description)
 
 # %% [markdown]
 # ## Checks

@@ -75,3 +75,13 @@ def load_or_create(kind: str, key: dict, build: Callable[[], torch.nn.Module],
     atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, pt)
     atomic_write_json(record, js)
     return model, dict(record, cache_hit=False)
+
+
+def memo(kind: str, key: dict, compute: Callable[[], object]):
+    """A JSON-able result of ``compute()``, cached under ``<kind>/<hash>.json`` by ``key``."""
+    path = cache_dir() / kind / f"{key_hash(key)}.json"
+    if path.exists():
+        return json.loads(path.read_text())["value"]
+    value = compute()
+    atomic_write_json({"key": key, "value": value}, path)
+    return value

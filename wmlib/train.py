@@ -16,7 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import data as D
-from .cache import load_or_create
+from .cache import load_or_create, memo
 from .device import autocast, default_device
 from .models import Classifier, build_model
 
@@ -89,6 +89,12 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> float:
     """Fraction of ``x`` classified as ``y``."""
     return (predict(model, x, **kw) == y).float().mean().item()
+
+
+def evaluate(trained: Trained, data: D.TensorData) -> float:
+    """Accuracy of a cached model on ``data``, itself cached (a rerun re-evaluates nothing)."""
+    return memo("metrics", {"model": trained.hash, "data": data.fingerprint},
+                lambda: accuracy(trained.model, data.x, data.y))
 
 
 def _set_trainable(model: Classifier, trainable: str) -> list[nn.Parameter]:
