@@ -143,11 +143,24 @@ PAPER = {"cifar10": {"NO-WM": (93.42, 7.0), "FROMSCRATCH": (93.81, 100.0), "PRET
          "cifar100": {"NO-WM": (74.01, 1.0), "FROMSCRATCH": (73.67, 100.0), "PRETRAINED": (73.62, 100.0)}}
 paper_nums = PAPER.get(dataset, {})
 note = "" if paper_nums else "MNIST is not in the paper (our extra row)"
+E = P["expect"]
+claims_tested = profile != "smoke"     # smoke trains for seconds: it reproduces nothing
 func_rows = []
 for name in models:
     pt, ptr = paper_nums.get(name, (None, None))
-    func_rows += [Row(f"{name} test acc", 100 * measured[name]["test"], pt, note=note),
-                  Row(f"{name} trigger acc", 100 * measured[name]["trigger"], ptr, note=note)]
+    test_acc, trig_acc = 100 * measured[name]["test"], 100 * measured[name]["trigger"]
+    # the paper's claims, checked on our models: NO-WM is accurate and answers T at chance; the
+    # watermarked models answer T and lose (almost) no accuracy against NO-WM
+    if name == "NO-WM":
+        test_holds = measured[name]["test"] >= E["min_clean_acc"]
+        trig_holds = measured[name]["trigger"] <= E["max_nowm_trigger"]
+    else:
+        test_holds = measured["NO-WM"]["test"] - measured[name]["test"] <= E["max_acc_drop"]
+        trig_holds = measured[name]["trigger"] >= E["min_wm_trigger"]
+    func_rows += [Row(f"{name} test acc", test_acc, pt, note=note,
+                      status=results.status(test_acc, pt, tolerance=1.5, holds=test_holds and claims_tested)),
+                  Row(f"{name} trigger acc", trig_acc, ptr, note=note,
+                      status=results.status(trig_acc, ptr, tolerance=5, holds=trig_holds and claims_tested))]
 functionality = comparison(func_rows, profile)
 glue("functionality", functionality)
 
@@ -280,10 +293,11 @@ moved = attacks.transfer(scratch, task.train, task.classes, epochs=P["transfer_e
 moved_owner = attacks.with_head(moved.model, owner_head)
 paper_tl = (81.9, 72.0) if dataset == "cifar10" else (None, None)
 tl_note = f"ours: {P['transfer_dataset']} (see text); paper: CIFAR-10 → STL-10"
+tl_status = "needs online data" if paper_tl[0] is not None else "not in paper"   # STL-10
 transfer_rows = [Row("transfer: new-task test acc", 100 * evaluate(moved, task.test),
-                     paper_tl[0], note=tl_note),
+                     paper_tl[0], note=tl_note, status=tl_status),
                  Row("transfer: trigger acc, owner's head", 100 * accuracy(moved_owner, trigger.x, trigger.y),
-                     paper_tl[1], note=tl_note)]
+                     paper_tl[1], note=tl_note, status=tl_status)]
 transfer_table = comparison(transfer_rows, profile)
 glue("transfer", transfer_table)
 print("new task:", task.description)
@@ -295,7 +309,6 @@ print("new task:", task.description)
 # only sanity bounds, since seconds of training learn little).
 
 # %%
-E = P["expect"]
 acc_nowm = measured["NO-WM"]["test"]
 assert acc_nowm >= E["min_clean_acc"], f"NO-WM test accuracy {acc_nowm:.3f} < {E['min_clean_acc']}"
 assert measured["NO-WM"]["trigger"] <= E["max_nowm_trigger"], measured["NO-WM"]
@@ -313,8 +326,12 @@ print("all checks passed at profile", profile)
 
 # %%
 headline = [r for r in func_rows if r.quantity.split()[0] in models] + transfer_rows
+# the paper shows these only in a figure; its claim is that the watermark stays verifiable
+ft_status = (lambda ok: ("qualitatively" if ok and claims_tested else "not yet") if paper_nums
+             else "not in paper")
 headline += [Row(f"{v} trigger acc, owner's head", row["trigger acc, owner's head (%)"], None,
-                 note="paper: watermark retained (figure only)") for v, row in finetune.iterrows()]
+                 note="paper: watermark retained (figure only)",
+                 status=ft_status(row["verified (owner's head)"])) for v, row in finetune.iterrows()]
 used = [nowm, scratch, pre, moved, *attacked.values()]
 compute_minutes = sum(m.record["seconds"] for m in used) / 60
 path = results.write("adi2018", dataset, profile, headline, device=device.type,

@@ -35,3 +35,14 @@ def random_data(dataset: str, n: int, seed: int = 0) -> D.TensorData:
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n, info.channels, info.size, info.size), generator=g, dtype=torch.uint8)
     return D.TensorData(x, torch.randint(0, info.classes, (n,), generator=g))
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    """The book built strictly (warnings are errors) from freshly executed smoke notebooks."""
+    from wmlib import runner
+    root = tmp_path_factory.mktemp("book")
+    executed = root / "executed"
+    for paper, dataset in runner.pairs():
+        runner.execute(paper, dataset, "smoke", executed, progress=False)
+    return runner.build_book(runner.stage(root / "src", executed), strict=True)

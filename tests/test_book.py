@@ -10,15 +10,6 @@ from conftest import needs_cifar, needs_mnist, needs_trigger
 pytestmark = [needs_mnist, needs_cifar, needs_trigger]
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("book")
-    executed = root / "executed"
-    for paper, dataset in runner.pairs():
-        runner.execute(paper, dataset, "smoke", executed, progress=False)
-    return runner.build_book(runner.stage(root / "src", executed), strict=True)
-
-
 def _pages(site):
     return {p.relative_to(site).as_posix(): p.read_text() for p in site.rglob("*.html")}
 

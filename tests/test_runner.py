@@ -23,12 +23,13 @@ def test_every_pair_has_every_profile():
 
 
 def test_summary_is_generated_from_records(tmp_path):
-    results.write("adi2018", "mnist", "cpu", [Row("FROMSCRATCH trigger acc", 99.0, None, note="x"),
-                                              Row("NO-WM test acc", 98.9, 93.42)],
+    results.write("adi2018", "mnist", "cpu",
+                  [Row("FROMSCRATCH trigger acc", 99.0, None, note="x", status="not in paper"),
+                   Row("NO-WM test acc", 98.9, 93.42, status="qualitatively")],
                   folder=tmp_path / "results")
     text = runner.write_summary(tmp_path).read_text()
-    assert "| adi2018 | mnist | FROMSCRATCH trigger acc | — | 99.0 | cpu | x |" in text
-    assert "| adi2018 | mnist | NO-WM test acc | 93.4 | 98.9 | cpu |  |" in text
+    assert "| adi2018 | mnist | FROMSCRATCH trigger acc | — | 99.0 | cpu | not in paper | x |" in text
+    assert "| adi2018 | mnist | NO-WM test acc | 93.4 | 98.9 | cpu | qualitatively |  |" in text
     assert (tmp_path / "timings.md").exists()
 
 
@@ -40,3 +41,12 @@ def test_smoke_notebooks_are_parametrised_not_executed(tmp_path):
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and 'profile = "smoke"' in injected[0].source
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_status_of_a_number():
+    assert results.status(99.0, 100.0, tolerance=2, holds=True) == "reproduced"
+    assert results.status(81.0, 93.4, tolerance=2, holds=True) == "qualitatively"
+    assert results.status(60.0, 93.4, tolerance=2, holds=False) == "not yet"
+    assert results.status(98.9, None, tolerance=2, holds=True) == "not in paper"
+    with pytest.raises(ValueError, match="status="):
+        Row("x", 1.0, status="done")

@@ -21,7 +21,8 @@ def comparison(rows: list[Row], profile: str) -> pd.DataFrame:
     for r in rows:
         gap = (r.ours - r.paper) if (r.ours is not None and r.paper is not None) else None
         out.append({"quantity": r.quantity, "paper": _fmt(r.paper, r.unit), ours_col: _fmt(r.ours, r.unit),
-                    "gap": _fmt(gap, r.unit) if gap is not None else "—", "note": r.note})
+                    "gap": _fmt(gap, r.unit) if gap is not None else "—", "status": r.status or "—",
+                    "note": r.note})
     return pd.DataFrame(out).set_index("quantity")
 
 

@@ -1,7 +1,7 @@
 """Per-notebook results records: headline numbers (ours beside the paper's) that the book reads.
 
 One JSON file per (paper, dataset, profile): ``{"paper", "dataset", "profile", "device",
-"compute_minutes", "rows": [{"quantity", "ours", "paper", "unit", "note"}]}``.
+"compute_minutes", "rows": [{"quantity", "ours", "paper", "unit", "note", "status"}]}``.
 """
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from .cache import atomic_write_json
 ROOT = Path(__file__).resolve().parents[1]
 
 
+STATUSES = ("reproduced", "qualitatively", "not yet", "needs GPU", "needs online data",
+            "not in paper")
+
+
 @dataclass
 class Row:
     quantity: str
@@ -22,6 +26,22 @@ class Row:
     paper: float | None = None   # None: the paper has no such number (say why in ``note``)
     unit: str = "%"
     note: str = ""
+    status: str = ""             # one of STATUSES; see ``status``
+
+    def __post_init__(self):
+        if self.status and self.status not in STATUSES:
+            raise ValueError(f"status={self.status!r} is not known; accepted values: {list(STATUSES)}")
+
+
+def status(ours: float | None, paper: float | None, tolerance: float, holds: bool) -> str:
+    """How a number compares with the paper's: ``reproduced`` within ``tolerance``,
+    ``qualitatively`` when it misses but the paper's claim (``holds``, checked by the notebook)
+    still holds, else ``not yet``; ``not in paper`` when the paper has no such number."""
+    if paper is None:
+        return "not in paper"
+    if ours is not None and abs(ours - paper) <= tolerance:
+        return "reproduced"
+    return "qualitatively" if holds else "not yet"
 
 
 def results_dir() -> Path:

@@ -98,15 +98,14 @@ def prepare_smoke(out_dir: Path = ROOT / "build" / "smoke") -> list[Path]:
 
 def write_summary(executed_dir: Path) -> Path:
     """``summary.md``: one row per headline number of every executed notebook, from its results."""
-    rows = []
-    for rec in results.read_all(Path(executed_dir) / "results"):
-        for r in rec["rows"]:
-            fmt = (lambda v: "—" if v is None else f"{v:.1f}")
-            rows.append(f"| {rec['paper']} | {rec['dataset']} | {r['quantity']} | {fmt(r['paper'])} "
-                        f"| {fmt(r['ours'])} | {rec['profile']} | {r['note']} |")
-    head = ["| paper | dataset | quantity | paper's | ours | profile | note |",
-            "|---|---|---|---|---|---|---|"]
-    body = rows or ["| — | — | no executed notebook yet: run `python -m wmlib.runner run` | — | — | — | — |"]
+    fmt = (lambda v: "—" if v is None else f"{v:.1f}")
+    rows = [f"| {rec['paper']} | {rec['dataset']} | {r['quantity']} | {fmt(r['paper'])} "
+            f"| {fmt(r['ours'])} | {rec['profile']} | {r.get('status') or '—'} | {r['note']} |"
+            for rec in results.read_all(Path(executed_dir) / "results") for r in rec["rows"]]
+    head = ["| paper | dataset | quantity | paper's | ours | profile | status | note |",
+            "|---|---|---|---|---|---|---|---|"]
+    body = rows or ["| — | — | no executed notebook yet: run `python -m wmlib.runner run` "
+                    "| — | — | — | — | — |"]
     path = Path(executed_dir) / "summary.md"
     path.write_text("\n".join(head + body) + "\n")
     write_timings(executed_dir)

@@ -1,0 +1,86 @@
+"""The site as a reader meets it: every page opened in headless Chromium.
+
+Fails if an image is broken, an output shows a Python traceback, the summary table is empty, or
+a page asks for anything that is not on this machine. Screenshots go to ``build/screenshots/``.
+Needs Debian's ``chromium`` (installed by ``.ci/run``); skipped without it, except under CI.
+"""
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import needs_cifar, needs_mnist, needs_trigger
+from wmlib import runner
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = runner.ROOT / "build" / "screenshots"
+PAGES = ["book/index.html", "book/adi2018.html", "book/reproduce.html"] + \
+    [f"build/executed/{p}-{d}.html" for p, d in runner.pairs()]
+
+pytestmark = [needs_mnist, needs_cifar, needs_trigger, pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (CI installs it)")]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def visit(browser, page_file: Path, screenshot: Path | None = None) -> dict:
+    """Open a page; report broken images, requests leaving the machine, and the visible text."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    external = []
+
+    def route(r):
+        if r.request.url.startswith(("file://", "data:", "blob:")):
+            r.continue_()
+        else:
+            external.append(r.request.url)
+            r.abort()
+    page.route("**/*", route)
+    page.goto(page_file.as_uri())
+    page.wait_for_load_state("networkidle")
+    broken = page.evaluate(
+        "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+    out = {"broken": broken, "external": external, "images": page.evaluate("document.images.length"),
+           "text": page.inner_text("body"),
+           "summary_rows": page.evaluate(
+               "document.querySelectorAll('#results-at-a-glance table tbody tr').length")}
+    if screenshot is not None:
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+    page.close()
+    return out
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_offline_without_broken_images_or_tracebacks(site, browser, page):
+    seen = visit(browser, site / page, SCREENSHOTS / (page.replace("/", "_") + ".png"))
+    assert seen["external"] == [], f"{page} requests the network: {seen['external'][:5]}"
+    assert seen["broken"] == [], f"{page} has broken images: {seen['broken']}"
+    assert "Traceback (most recent call last)" not in seen["text"], page
+    assert "Exception encountered at" not in seen["text"], page      # papermill's error banner
+    if page == "book/adi2018.html":
+        assert seen["images"] >= 6          # 3 figures per dataset tab
+    if page == "book/index.html":
+        assert seen["summary_rows"] >= 12, "the summary table is empty"
+        assert "no executed notebook yet" not in seen["text"]
+
+
+def test_a_removed_figure_is_caught(site, browser, tmp_path):
+    copy = tmp_path / "html"
+    shutil.copytree(site, copy)
+    html = (copy / "book" / "adi2018.html").read_text()
+    first = re.search(r'<img[^>]+src="([^"]+)"', html).group(1)
+    (copy / "book" / first).resolve().unlink()
+    seen = visit(browser, copy / "book" / "adi2018.html")
+    assert len(seen["broken"]) == 1 and seen["broken"][0].endswith(Path(first).name)
