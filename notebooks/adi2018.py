@@ -105,8 +105,8 @@ plt.close(fig)
 # The authors append 2 trigger images to each batch of 100, so over 60 epochs each trigger image is
 # seen ~600 times; in the few epochs of the `cpu` profile that would be ~50 looks, too few for the
 # small CNN (measured: 69 % trigger accuracy on CIFAR-10), so that profile appends 10 per batch.
-# FROMSCRATCH appends 2 trigger images to every batch from the start; PRETRAINED continues the
-# NO-WM model with the triggers appended. Trained models are cached on disk, keyed by their whole
+# FROMSCRATCH appends the trigger images to every batch from the start; PRETRAINED continues the
+# NO-WM model with them appended. Trained models are cached on disk, keyed by their whole
 # configuration, so a rerun trains nothing.
 
 # %%
