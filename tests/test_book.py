@@ -1,6 +1,5 @@
 """The book built from the smoke notebooks, strictly (warnings are errors): a broken page fails."""
 import re
-from pathlib import Path
 
 import pytest
 

@@ -1,0 +1,67 @@
+import pytest
+import torch
+from scipy import stats
+
+from wmlib import data as D
+from wmlib.schemes import frontier
+from wmlib.train import TrainConfig, predict, train
+from conftest import needs_mnist
+
+
+def test_paper_thresholds_come_out_of_the_null_model():
+    assert frontier.extraction_threshold(100) == 42
+    assert frontier.extraction_threshold(20) == 6
+    # boundary counts: 41 mismatches of 100 have p < 0.05, 42 do not
+    assert stats.binom.cdf(41, 100, 0.5) == pytest.approx(0.0443, abs=1e-4)
+    assert stats.binom.cdf(42, 100, 0.5) == pytest.approx(0.0666, abs=1e-4)
+
+
+class _Fixed(torch.nn.Module):
+    """Answers label 0 for every input whose first pixel is < 0.5, else label 1."""
+
+    def forward(self, x):
+        s = (x.flatten(1)[:, 0] >= 0.5).float()
+        return torch.stack([1 - s, s], 1) * 10
+
+
+def test_extraction_counts_mismatches_and_p_value():
+    x = torch.rand(100, 1, 4, 4)
+    y = (x.flatten(1)[:, 0] >= 0.5).long()
+    key = frontier.Key(x, y.clone(), torch.zeros(100, dtype=torch.bool), torch.arange(100))
+    ok = frontier.extract(_Fixed(), key)
+    assert ok.mismatches == 0 and ok.success and ok.p_value == pytest.approx(2.0 ** -100)
+    key.y[:41] = 1 - key.y[:41]
+    e = frontier.extract(_Fixed(), key)
+    assert e.mismatches == 41 and e.success and e.p_value < 0.05
+    key.y[41] = 1 - key.y[41]
+    assert not frontier.extract(_Fixed(), key).success
+
+
+def test_fgsm_stays_in_range_and_moves_by_eps():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.rand(64, 1, 4, 4)
+    y = torch.randint(0, 3, (64,))
+    adv = frontier.fgsm(model, x, y, eps=0.1)
+    assert adv.min() >= 0 and adv.max() <= 1
+    moved = (adv - x).abs()
+    assert moved.max() <= 0.1 + 1e-6
+    unclipped = (adv > 0) & (adv < 1)
+    assert torch.allclose(moved[unclipped], torch.full_like(moved[unclipped], 0.1), atol=1e-6)
+    with pytest.raises(ValueError, match="eps="):
+        frontier.fgsm(model, x, y, eps=-1)
+
+
+@needs_mnist
+def test_key_is_half_true_half_false_adversaries(model_cache):
+    model = train(TrainConfig("mlp", "mnist", epochs=1, lr=0.05, n_train=3000), progress=False).model
+    s = D.splits("mnist", n_attack=1000)
+    key = frontier.make_key(model, s.attack.x, s.attack.y, size=20, eps=0.1, seed=0)
+    assert len(key) == 20 and int(key.true_adversary.sum()) == 10
+    src = D.to_float(s.attack.x[key.source_index])
+    assert (predict(model, src) == key.y).all()                      # sources classified right
+    wrong = predict(model, key.x) != key.y
+    assert torch.equal(wrong, key.true_adversary)                     # true = misclassified now
+    assert ((key.x - src).abs().max() <= 0.1 + 1e-6)
+    with pytest.raises(ValueError, match="size="):
+        frontier.make_key(model, s.attack.x, s.attack.y, size=7, eps=0.1)

@@ -1,0 +1,109 @@
+"""Le Merrer et al. 2020, frontier stitching: a zero-bit watermark queried remotely.
+
+The key K holds FGSM adversaries near the decision frontier, half *true* adversaries (the
+perturbed copy is misclassified) and half *false* ones (still correct), each labelled with its
+source's true label (Algorithm 1). Extraction counts the key inputs a suspect model labels
+differently (Algorithm 2) and compares the count with a coin-flipping null model.
+
+Embedding (fine-tuning until every key input gets its label) comes with the paper's notebook.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from scipy import stats
+from torch import nn
+
+from .. import data as D
+from ..device import default_device
+from ..train import predict
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+         batch_size: int = 500) -> torch.Tensor:
+    """x* = clip(x + eps · sign(∇ₓ J(θ, x, y)), 0, 1): the fast gradient sign method under l∞
+    (Le Merrer et al. 2020, Alg. 1 step 1). Inputs are images in [0, 1] (uint8 is converted)."""
+    if eps < 0:
+        raise ValueError(f"eps={eps} must be >= 0")
+    device = default_device()
+    was_training = model.training
+    model.eval().to(device)
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = D.to_float(x[i:i + batch_size].to(device)).clone().requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(xb), y[i:i + batch_size].to(device))
+        (grad,) = torch.autograd.grad(loss, xb)
+        out.append((xb + eps * grad.sign()).clamp(0, 1).detach().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros_like(D.to_float(x))
+
+
+@dataclass
+class Key:
+    """Key inputs ``x`` (float in [0, 1]), their labels ``y`` (the sources' true labels) and
+    which of them are true adversaries."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    true_adversary: torch.Tensor   # bool per key input
+    source_index: torch.Tensor     # index of each key input's source in the candidate set
+
+    def __len__(self):
+        return len(self.y)
+
+
+def make_key(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, eps: float,
+             seed: int = 0) -> Key:
+    """Algorithm 1 (steps 1-2): FGSM candidates from correctly classified ``x``, sorted into true
+    adversaries (k̂(x*) ≠ y) and false ones (k̂(x*) = y), ``size``/2 of each picked at random."""
+    if size <= 0 or size % 2:
+        raise ValueError(f"size={size} must be a positive even number (half true, half false)")
+    correct = predict(model, x) == y
+    idx = torch.nonzero(correct).flatten()
+    adv = fgsm(model, x[idx], y[idx], eps)
+    still_correct = predict(model, adv) == y[idx]
+    g = torch.Generator().manual_seed(seed)
+    true_pos = torch.nonzero(~still_correct).flatten()
+    false_pos = torch.nonzero(still_correct).flatten()
+    half = size // 2
+    if len(true_pos) < half or len(false_pos) < half:
+        raise ValueError(f"eps={eps} gives {len(true_pos)} true and {len(false_pos)} false adversaries "
+                         f"from {len(x)} candidates; size={size} needs {half} of each")
+    pick_t = true_pos[torch.randperm(len(true_pos), generator=g)[:half]]
+    pick_f = false_pos[torch.randperm(len(false_pos), generator=g)[:half]]
+    pick = torch.cat([pick_t, pick_f])
+    is_true = torch.cat([torch.ones(half, dtype=torch.bool), torch.zeros(half, dtype=torch.bool)])
+    return Key(adv[pick], y[idx][pick], is_true, idx[pick])
+
+
+def extraction_threshold(key_size: int, alpha: float = 0.05) -> int:
+    """θ of Algorithm 2: the smallest t with P[Bin(|K|, ½) ≤ t] ≥ alpha.
+
+    Success means m_K < θ, i.e. the mismatch count itself has p < alpha under the null model that
+    answers each key input correctly with probability ½. Gives the paper's θ = 42 for |K| = 100
+    and θ = 6 for |K| = 20.
+    """
+    t = 0
+    while stats.binom.cdf(t, key_size, 0.5) < alpha:
+        t += 1
+    return t
+
+
+@dataclass
+class Extraction:
+    mismatches: int     # m_K
+    key_size: int
+    threshold: int      # θ
+    p_value: float      # P[Bin(|K|, ½) ≤ m_K]: a coin-flipping model does at least this well
+
+    @property
+    def success(self) -> bool:
+        return self.mismatches < self.threshold
+
+
+def extract(model: nn.Module, key: Key, alpha: float = 0.05) -> Extraction:
+    """Algorithm 2: query ``model`` on the key, count mismatches, test against the null model."""
+    m = int((predict(model, key.x) != key.y).sum())
+    return Extraction(m, len(key), extraction_threshold(len(key), alpha),
+                      float(stats.binom.cdf(m, len(key), 0.5)))
