@@ -72,3 +72,34 @@ def test_transfer_swaps_the_head(base):
 def test_unknown_variant():
     with pytest.raises(ValueError, match="variant=.*FTLL"):
         attacks.fine_tune(None, "FTXX", None, epochs=1, lr=0.1)
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.85])
+def test_pruning_zeroes_exactly_the_asked_fraction_of_the_smallest_weights(rate):
+    torch.manual_seed(0)
+    model = build_model("mnist_cnn", "mnist")
+    pruned = attacks.prune(model, rate)
+    before = torch.cat([w.flatten() for w in attacks._weights(model)])
+    after = torch.cat([w.flatten() for w in attacks._weights(pruned)])
+    zeroed = after == 0
+    assert int(zeroed.sum()) == round(rate * before.numel())
+    assert before[zeroed].abs().max() <= before[~zeroed].abs().min()      # the smallest ones
+    assert torch.equal(after[~zeroed], before[~zeroed])                   # the rest untouched
+    assert torch.equal(pruned.head.bias, model.head.bias)                 # biases are not pruned
+    assert not (torch.cat([w.flatten() for w in attacks._weights(model)]) == 0).any()  # copy
+
+
+def test_svd_reconstruction_error_shrinks_with_rank():
+    torch.manual_seed(0)
+    model = build_model("mlp", "mnist")
+    errors = []
+    for rate in (0.9, 0.75, 0.5, 0.25, 0.0):
+        comp = attacks.svd_compress(model, rate)
+        errors.append(sum(float((a - b).detach().norm()) for a, b in
+                          zip(attacks._weights(model), attacks._weights(comp))))
+    assert all(a > b for a, b in zip(errors, errors[1:]))
+    assert errors[-1] < 1e-3                                              # full rank: exact
+    w = attacks._weights(attacks.svd_compress(model, 0.75))[1]            # 512 x 512 -> rank 128
+    assert int(torch.linalg.matrix_rank(w)) == 128
+    with pytest.raises(ValueError, match="rate="):
+        attacks.svd_compress(model, 1.0)

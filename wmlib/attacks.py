@@ -1,8 +1,9 @@
 """Removal attacks shared by every paper. They know no scheme: they take a model and data.
 
-Fine-tuning in the four variants of Adi et al. 2018 (§5.2): FTLL / FTAL fine-tune the last layer /
+Fine-tuning in the four variants of Adi et al. 2018: FTLL / FTAL fine-tune the last layer /
 all layers; RTLL / RTAL first re-initialise the last layer. Transfer learning swaps the head for
-a new task and trains every layer. Attacked models are cached like trained ones.
+a new task and trains every layer. Attacked models are cached like trained ones. Magnitude
+pruning and SVD compression (Le Merrer et al. 2020) change the weights without training.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import copy
 import time
 from typing import Callable
 
+import torch
 from torch import nn
 
 from . import data as D
@@ -91,3 +93,44 @@ def transfer(base: Trained, data: D.TensorData, classes: int, *, epochs: int, lr
                    on_epoch=on_epoch, desc="transfer", progress=progress)
 
     return _cached_attack(key, base, make, run)
+
+
+def _weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weight matrices and kernels of every linear and convolutional layer (no biases, no BN)."""
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+@torch.no_grad()
+def prune(model: Classifier, rate: float) -> Classifier:
+    """Global magnitude pruning (Le Merrer et al. 2020, Table 1): a copy of ``model`` with the fraction
+    ``rate`` of all linear/conv weights of lowest |w| set to zero (ties broken by position)."""
+    if not 0 <= rate <= 1:
+        raise ValueError(f"rate={rate} must lie in [0, 1]")
+    out = copy.deepcopy(model)
+    weights = _weights(out)
+    flat = torch.cat([w.detach().abs().flatten().cpu() for w in weights])
+    k = int(round(rate * flat.numel()))
+    mask = torch.ones_like(flat, dtype=torch.bool)
+    mask[torch.argsort(flat, stable=True)[:k]] = False
+    start = 0
+    for w in weights:
+        n = w.numel()
+        w.mul_(mask[start:start + n].view_as(w).to(w.device, w.dtype))
+        start += n
+    return out
+
+
+@torch.no_grad()
+def svd_compress(model: Classifier, rate: float) -> Classifier:
+    """SVD compression (Le Merrer et al. 2020, Table 2): a copy of ``model`` whose every linear weight
+    (and conv kernel, reshaped to out × in·k·k) keeps only its top ⌈(1 − rate)·min(m, n)⌉ singular
+    values."""
+    if not 0 <= rate < 1:
+        raise ValueError(f"rate={rate} must lie in [0, 1)")
+    out = copy.deepcopy(model)
+    for w in _weights(out):
+        mat = w.reshape(w.shape[0], -1)
+        u, s, vh = torch.linalg.svd(mat.float(), full_matrices=False)
+        r = max(1, int(torch.tensor((1 - rate) * len(s)).ceil()))
+        w.copy_(((u[:, :r] * s[:r]) @ vh[:r]).reshape(w.shape).to(w.dtype))
+    return out
