@@ -65,3 +65,22 @@ def test_key_is_half_true_half_false_adversaries(model_cache):
     assert ((key.x - src).abs().max() <= 0.1 + 1e-6)
     with pytest.raises(ValueError, match="size="):
         frontier.make_key(model, s.attack.x, s.attack.y, size=7, eps=0.1)
+
+
+@needs_mnist
+def test_marking_stitches_the_frontier_and_extraction_tells_marked_from_unmarked(model_cache):
+    s = D.splits("mnist", n_train=3000, n_attack=2000)
+    base = train(TrainConfig("mlp", "mnist", epochs=2, lr=0.05, n_train=3000), progress=False)
+    key = frontier.make_key(base.model, s.attack.x, s.attack.y, size=20, eps=0.25, seed=0)
+    before = frontier.extract(base.model, key)
+    assert before.mismatches == 10            # exactly the true adversaries are wrong
+    data = s.train.head(1000)
+    marked, epochs = frontier.mark(base, key, data, lr=0.02, max_epochs=40, per_batch=10)
+    assert epochs is not None and 1 <= epochs <= 40
+    after = frontier.extract(marked.model, key)
+    assert after.mismatches == 0 and after.success and after.p_value < 1e-5
+    test = D.load("mnist", "test").head(2000)
+    acc = lambda m: float((predict(m, test.x) == test.y).float().mean())  # noqa: E731
+    assert acc(marked.model) >= acc(base.model) - 0.02
+    again, epochs_again = frontier.mark(base, key, data, lr=0.02, max_epochs=40, per_batch=10)
+    assert again.record["cache_hit"] and epochs_again == epochs

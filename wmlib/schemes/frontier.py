@@ -5,19 +5,24 @@ perturbed copy is misclassified) and half *false* ones (still correct), each lab
 source's true label (Algorithm 1). Extraction counts the key inputs a suspect model labels
 differently (Algorithm 2) and compares the count with a coin-flipping null model.
 
-Embedding (fine-tuning until every key input gets its label) comes with the paper's notebook.
+Embedding fine-tunes the model, with the key inputs mixed into batches of training data, until
+every key input gets its label (Algorithm 1 step 3).
 """
 from __future__ import annotations
 
+import copy
+import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from scipy import stats
 from torch import nn
 
 from .. import data as D
+from ..cache import load_or_create
 from ..device import default_device
-from ..train import predict
+from ..train import Trained, fit, predict
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
@@ -107,3 +112,51 @@ def extract(model: nn.Module, key: Key, alpha: float = 0.05) -> Extraction:
     m = int((predict(model, key.x) != key.y).sum())
     return Extraction(m, len(key), extraction_threshold(len(key), alpha),
                       float(stats.binom.cdf(m, len(key), 0.5)))
+
+
+@dataclass(frozen=True)
+class KeyBatches:
+    """Appends ``per_batch`` key inputs to each training batch, cycling through the shuffled key."""
+
+    key: Key
+    per_batch: int = 2
+
+    @property
+    def fingerprint(self) -> str:
+        return f"frontier:{D.fingerprint(self.key.x, self.key.y)}:{self.per_batch}"
+
+    def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.key), generator=generator)
+        i = 0
+        while True:
+            idx = order[torch.arange(i, i + self.per_batch) % len(order)]
+            yield self.key.x[idx], self.key.y[idx]
+            i += self.per_batch
+
+
+def mark(base: Trained, key: Key, data: D.TensorData, *, lr: float, max_epochs: int,
+         per_batch: int = 2, batch_size: int = 128, seed: int = 0,
+         progress: bool = False) -> tuple[Trained, int | None]:
+    """Algorithm 1 step 3: fine-tune a copy of ``base`` at ``lr`` (the paper: a tenth of the
+    training rate) on ``data`` with key inputs in every batch, one epoch at a time, until every key
+    input gets its label. Returns the marked model and the epochs it took, or ``None`` when
+    ``max_epochs`` did not suffice (a failed marking)."""
+    extra = KeyBatches(key, per_batch)
+    cache_key = dict(scheme="frontier-mark", base=base.hash, key=extra.fingerprint,
+                     data=data.fingerprint, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
+                     seed=seed)
+
+    def create():
+        model, t0 = copy.deepcopy(base.model), time.time()
+        needed = 0 if bool((predict(model, key.x) == key.y).all()) else None
+        epoch = 0
+        while needed is None and epoch < max_epochs:
+            epoch += 1
+            fit(model, data, epochs=1, lr=lr, batch_size=batch_size, schedule="constant",
+                seed=seed + epoch, extra=extra, desc=f"marking, epoch {epoch}", progress=progress)
+            if bool((predict(model, key.x) == key.y).all()):
+                needed = epoch
+        return model.cpu(), {"epochs_needed": needed, "seconds": time.time() - t0}
+
+    model, record = load_or_create("marks", cache_key, lambda: copy.deepcopy(base.model), create)
+    return Trained(model.eval(), record), record["epochs_needed"]
