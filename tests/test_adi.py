@@ -94,3 +94,16 @@ def test_fromscratch_learns_the_trigger_set_and_no_wm_does_not(model_cache):
     clean = train(cfg, progress=False)
     assert clean.hash != marked.hash
     assert accuracy(clean.model, trigger.x, trigger.y) <= 0.4
+
+
+def test_functionality_claims_against_profile_floors():
+    expect = dict(min_clean_acc=0.80, max_nowm_trigger=0.2, min_wm_trigger=0.95, max_acc_drop=0.015)
+    measured = {"NO-WM": {"test": 0.811, "trigger": 0.07},
+                "FROMSCRATCH": {"test": 0.803, "trigger": 0.99},
+                "PRETRAINED": {"test": 0.790, "trigger": 0.94}}
+    c = adi.functionality_claims(measured, expect)
+    assert c["NO-WM"] == {"test": True, "trigger": True}
+    assert c["FROMSCRATCH"] == {"test": True, "trigger": True}
+    assert c["PRETRAINED"] == {"test": False, "trigger": False}   # drops 2.1 points, 94 % < 95 %
+    measured["NO-WM"]["trigger"] = 0.3
+    assert not adi.functionality_claims(measured, expect)["NO-WM"]["trigger"]

@@ -24,9 +24,8 @@ def bf16_fast(device: torch.device) -> bool:
     return False
 
 
-def autocast(device: torch.device, enabled: bool | None = None):
-    """bf16 autocast where it is fast (``enabled`` forces it on or off), else a no-op."""
-    on = bf16_fast(device) if enabled is None else enabled
-    if not on:
+def autocast(device: torch.device):
+    """bf16 autocast where it is fast, else a no-op."""
+    if not bf16_fast(device):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -19,9 +19,7 @@ def matches_threshold(n: int, p: float, alpha: float = 0.05) -> int:
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha} must lie in (0, 1)")
-    k = int(stats.binom.isf(alpha, n, p)) + 1   # isf gives the largest t with P[X > t] > alpha-ish
-    while k > 0 and binomial_tail(k - 1, n, p) <= alpha:
-        k -= 1
+    k = 0
     while binomial_tail(k, n, p) > alpha:
         k += 1
     return k

@@ -176,3 +176,19 @@ def verify(model: torch.nn.Module, trigger: TriggerSet, classes: int, *,
         raise ValueError(f"threshold={threshold} must be a fraction in (0, 1] or None")
     matches = int((predict(model, trigger.x) == trigger.y).sum())
     return Verification(n, matches, k, binomial_tail(matches, n, 1 / classes))
+
+
+def functionality_claims(measured: dict, expect: dict) -> dict[str, dict[str, bool]]:
+    """The paper's functionality claims checked on our models, against a profile's floors.
+
+    ``measured[name] = {"test": acc, "trigger": acc}`` for NO-WM, FROMSCRATCH, PRETRAINED.
+    NO-WM must be accurate and answer the trigger set at chance; the watermarked models must answer
+    it and lose at most ``max_acc_drop`` test accuracy against NO-WM.
+    """
+    clean = measured["NO-WM"]
+    out = {"NO-WM": {"test": clean["test"] >= expect["min_clean_acc"],
+                     "trigger": clean["trigger"] <= expect["max_nowm_trigger"]}}
+    for name in measured.keys() - {"NO-WM"}:
+        out[name] = {"test": clean["test"] - measured[name]["test"] <= expect["max_acc_drop"],
+                     "trigger": measured[name]["trigger"] >= expect["min_wm_trigger"]}
+    return out
