@@ -103,3 +103,16 @@ def test_svd_reconstruction_error_shrinks_with_rank():
     assert int(torch.linalg.matrix_rank(w)) == 128
     with pytest.raises(ValueError, match="rate="):
         attacks.svd_compress(model, 1.0)
+
+
+def test_pruning_reaches_recurrent_weights():
+    torch.manual_seed(0)
+    model = build_model("irnn_rows", "mnist")
+    names = [w.shape for w in attacks._weights(model)]
+    assert (100, 28) in names and (100, 100) in names and (10, 100) in names
+    pruned = attacks.prune(model, 0.5)
+    total = sum(w.numel() for w in attacks._weights(model))
+    zeroed = sum(int((w == 0).sum()) for w in attacks._weights(pruned))
+    before = sum(int((w == 0).sum()) for w in attacks._weights(model))   # identity's off-diagonal
+    assert zeroed == max(before, round(0.5 * total))
+    assert torch.equal(torch.diagonal(pruned.features.rnn.weight_hh_l0), torch.ones(100))  # |1| kept

@@ -15,7 +15,8 @@ def _pages(site):
 
 def test_every_page_is_built(site):
     pages = _pages(site)
-    for page in ["index.html", "book/index.html", "book/adi2018.html", "book/reproduce.html"] + \
+    for page in ["index.html", "book/index.html", "book/reproduce.html"] + \
+            [f"book/{p}.html" for p in runner.NOTEBOOKS] + \
             [f"build/executed/{p}-{d}.html" for p, d in runner.pairs()]:
         assert page in pages, page
 
@@ -28,6 +29,18 @@ def test_paper_page_pastes_figures_and_tables_for_each_dataset(site):
     for src in imgs:
         assert (site / "book" / src).resolve().exists(), f"broken image {src}"
     assert "Produced at profile" in html
+
+
+def test_frontier_page_pastes_every_table_and_figure(site):
+    html = (site / "book" / "lemerrer2020.html").read_text()
+    assert "Produced at profile smoke" in html
+    for heading in ("Table 1: magnitude pruning", "Table 2: SVD compression", "Table 3: overwriting"):
+        assert heading.lower() in html.lower(), heading
+    assert html.count("paper removed") >= 3                # Tables 1-3 put the paper beside ours
+    imgs = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert len(imgs) >= 4                                  # Fig. 4, 5, 6 and the robustness plot
+    for src in imgs:
+        assert (site / "book" / src).resolve().exists(), f"broken image {src}"
 
 
 def test_summary_table_is_filled_from_results(site):

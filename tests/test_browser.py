@@ -16,7 +16,7 @@ from wmlib import runner
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = runner.ROOT / "build" / "screenshots"
-PAGES = ["book/index.html", "book/adi2018.html", "book/reproduce.html"] + \
+PAGES = [f"book/{p.stem}.html" for p in sorted((runner.ROOT / "book").glob("*.md"))] + \
     [f"build/executed/{p}-{d}.html" for p, d in runner.pairs()]
 
 pytestmark = [needs_mnist, needs_cifar, needs_trigger, pytest.mark.skipif(

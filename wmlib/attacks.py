@@ -2,7 +2,8 @@
 
 Fine-tuning in the four variants of Adi et al. 2018: FTLL / FTAL fine-tune the last layer /
 all layers; RTLL / RTAL first re-initialise the last layer. Transfer learning swaps the head for
-a new task and trains every layer. Attacked models are cached like trained ones. Magnitude
+a new task and trains every layer. Distillation (IPCert, Jiang et al. 2023, Table 2) trains a
+copy of the model on the teacher's soft labels. Attacked models are cached like trained ones. Magnitude
 pruning and SVD compression (Le Merrer et al. 2020) change the weights without training.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from . import data as D
 from .cache import load_or_create
@@ -95,9 +97,48 @@ def transfer(base: Trained, data: D.TensorData, classes: int, *, epochs: int, lr
     return _cached_attack(key, base, make, run)
 
 
+def distill(base: Trained, data: D.TensorData, *, epochs: int, lr: float, temperature: float = 1.0,
+            batch_size: int = 100, momentum: float = 0.9, weight_decay: float = 5e-4,
+            augment: bool = False, seed: int = 0,
+            on_epoch: Callable[[int, Classifier], dict] | None = None, progress: bool = True) -> Trained:
+    """Distillation (IPCert Table 2): a student initialised from ``base`` learns the teacher's soft
+    labels on the attacker's ``data`` (labels unused), minimising T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)).
+
+    Starting from the teacher's weights keeps the student comparable parameter by parameter, so
+    its ℓ2 drift from the target can be reported. The teacher (a frozen copy, eval mode) sees the
+    same augmented batch as the student.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature} must be > 0")
+    key = dict(attack="distill", data=data.fingerprint, epochs=epochs, lr=lr, temperature=temperature,
+               batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment,
+               seed=seed)
+    teacher = copy.deepcopy(base.model).eval().requires_grad_(False)
+
+    def criterion(logits, x, y):
+        with torch.no_grad():
+            target = F.log_softmax(teacher.to(x.device)(x).float() / temperature, 1)
+        student = F.log_softmax(logits.float() / temperature, 1)
+        return F.kl_div(student, target, reduction="batchmean", log_target=True) * temperature ** 2
+
+    def run(model):
+        return fit(model, data, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                   batch_size=batch_size, schedule="constant", augment=augment, seed=seed,
+                   criterion=criterion, on_epoch=on_epoch, desc="distill", progress=progress)
+
+    return _cached_attack(key, base, lambda: copy.deepcopy(base.model), run)
+
+
 def _weights(model: nn.Module) -> list[torch.Tensor]:
-    """The weight matrices and kernels of every linear and convolutional layer (no biases, no BN)."""
-    return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    """The weight matrices and kernels of every linear, convolutional and recurrent layer (no
+    biases, no BN)."""
+    out = []
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            out.append(m.weight)
+        elif isinstance(m, nn.RNNBase):
+            out += [p for name, p in m.named_parameters(recurse=False) if name.startswith("weight")]
+    return out
 
 
 @torch.no_grad()

@@ -2,7 +2,8 @@
 
 Schemes change *what* is trained through arguments, never by copying the loop:
 ``extra`` appends key images to every batch (Adi et al.'s trigger set), ``trainable`` freezes
-everything but the head (last-layer fine-tuning).
+everything but the head (last-layer fine-tuning), ``criterion`` replaces the cross-entropy
+(distillation), ``after_step`` adds work after each update (IPCert's training with noise).
 """
 from __future__ import annotations
 
@@ -30,6 +31,19 @@ class ExtraBatches(Protocol):
     fingerprint: str
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+class AfterStep(Protocol):
+    """Extra work after each optimiser step, e.g. a step on a noisy-model loss (IPCert §4.4)."""
+
+    fingerprint: str
+
+    def __call__(self, model: Classifier, optimizer: torch.optim.Optimizer, epoch: int,
+                 step: int) -> None: ...
+
+
+Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``criterion(logits, x, y)`` → loss of a batch; the default is cross-entropy on ``y``."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +124,8 @@ def _set_trainable(model: Classifier, trainable: str) -> list[nn.Parameter]:
 def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, momentum: float = 0.9,
         weight_decay: float = 5e-4, batch_size: int = 100, schedule: str = "step",
         augment: bool = False, seed: int = 0, trainable: str = "all",
-        extra: ExtraBatches | None = None,
+        extra: ExtraBatches | None = None, criterion: Criterion | None = None,
+        after_step: AfterStep | Callable[..., None] | None = None,
         on_epoch: Callable[[int, Classifier], dict] | None = None,
         device: torch.device | None = None, desc: str = "train", progress: bool = True) -> list[dict]:
     """Train ``model`` in place with SGD + momentum; return one record per epoch.
@@ -118,6 +133,8 @@ def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, moment
     ``on_epoch(epoch, model)`` may return metrics to record (it runs in eval mode, under
     ``no_grad``); epoch 0 is recorded before any training. With ``trainable='head'`` only the last
     layer learns and the rest stays in eval mode (batch-norm statistics frozen too).
+    ``criterion(logits, x, y)`` replaces the cross-entropy; ``after_step(model, optimizer, epoch,
+    step)`` runs after every update (epoch from 1, step counted from 0 over the whole run).
     """
     device = device or default_device()
     gen = seed_everything(seed)
@@ -138,7 +155,8 @@ def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, moment
         milestones = [round(epochs / 3), round(2 * epochs / 3)] if schedule == "step" else []
         epoch_sched = torch.optim.lr_scheduler.MultiStepLR(opt, [m for m in milestones if m > 0], 0.1)
         batch_sched = None
-    loss_fn = nn.CrossEntropyLoss()
+    ce = nn.CrossEntropyLoss()
+    loss_fn = criterion or (lambda out, x, y: ce(out, y))
     history = []
 
     def record(epoch, **extra_metrics):
@@ -171,10 +189,12 @@ def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, moment
             if fmt:
                 xb = xb.contiguous(memory_format=fmt)
             with autocast(device):
-                loss = loss_fn(model(xb), yb)
+                loss = loss_fn(model(xb), xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step(model, opt, epoch, (epoch - 1) * steps + i)
             if batch_sched is not None:
                 batch_sched.step()
             total += loss.item()
@@ -192,15 +212,18 @@ def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, moment
 
 
 def train(cfg: TrainConfig, *, extra: ExtraBatches | None = None, init: Trained | None = None,
+          after_step: AfterStep | None = None,
           on_epoch: Callable[[int, Classifier], dict] | None = None, tag: str = "",
           progress: bool = True) -> Trained:
     """Train ``cfg`` (continuing from ``init`` if given), or load it from the cache.
 
-    The cache key is the whole configuration, the fingerprint of ``extra`` and the hash of
-    ``init``; ``tag`` names a variant that the arguments alone do not tell apart.
+    The cache key is the whole configuration, the fingerprints of ``extra`` and ``after_step``
+    and the hash of ``init``; ``tag`` names a variant that the arguments alone do not tell apart.
     """
     key = {"config": asdict(cfg), "extra": getattr(extra, "fingerprint", None),
            "init": init.hash if init is not None else None, "tag": tag}
+    if after_step is not None:      # only then, so that every earlier key keeps its hash
+        key["after_step"] = after_step.fingerprint
     info = D.dataset_info(cfg.dataset)
 
     def build():
@@ -217,7 +240,7 @@ def train(cfg: TrainConfig, *, extra: ExtraBatches | None = None, init: Trained 
         history = fit(model, data, epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum,
                       weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
                       schedule=cfg.schedule, augment=info.augment, seed=cfg.seed, extra=extra,
-                      on_epoch=on_epoch, desc=f"{tag or 'train'} {cfg.model}/{cfg.dataset}",
+                      after_step=after_step, on_epoch=on_epoch, desc=f"{tag or 'train'} {cfg.model}/{cfg.dataset}",
                       progress=progress)
         return model.cpu(), {"history": history, "seconds": time.time() - t0}
 

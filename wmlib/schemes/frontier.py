@@ -25,12 +25,19 @@ from ..device import default_device
 from ..train import Trained, fit, predict
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+NORMS = ("linf", "l2", "l1")
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf",
          batch_size: int = 500) -> torch.Tensor:
-    """x* = clip(x + eps · sign(∇ₓ J(θ, x, y)), 0, 1): the fast gradient sign method under l∞
-    (Le Merrer et al. 2020, Alg. 1 step 1). Inputs are images in [0, 1] (uint8 is converted)."""
+    """x* = clip(x + eps · d, 0, 1), d the gradient direction of the loss J(θ, x, y) normalised
+    under ``norm``: sign(g) for l∞ (FGSM), g/‖g‖₂ for l2 and g/‖g‖₁ for l1 (the fast gradient
+    method of cleverhans 2.x, which the paper used) — Le Merrer et al. 2020, Alg. 1 step 1.
+    Inputs are images in [0, 1] (uint8 is converted)."""
     if eps < 0:
         raise ValueError(f"eps={eps} must be >= 0")
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r} is not known; accepted values: {list(NORMS)}")
     device = default_device()
     was_training = model.training
     model.eval().to(device)
@@ -39,7 +46,13 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
         xb = D.to_float(x[i:i + batch_size].to(device)).clone().requires_grad_(True)
         loss = nn.functional.cross_entropy(model(xb), y[i:i + batch_size].to(device))
         (grad,) = torch.autograd.grad(loss, xb)
-        out.append((xb + eps * grad.sign()).clamp(0, 1).detach().cpu())
+        if norm == "linf":
+            step = grad.sign()
+        else:
+            flat = grad.flatten(1)
+            size = flat.norm(p=2 if norm == "l2" else 1, dim=1).clamp_min(1e-12)
+            step = grad / size.view(-1, *([1] * (grad.dim() - 1)))
+        out.append((xb + eps * step).clamp(0, 1).detach().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros_like(D.to_float(x))
 
@@ -58,28 +71,56 @@ class Key:
         return len(self.y)
 
 
+@dataclass
+class Candidates:
+    """FGSM copies ``x`` of correctly classified sources (labels ``y``, positions ``source_index``
+    in the candidate set) and whether each is a true adversary (k̂(x*) ≠ y)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    true_adversary: torch.Tensor
+    source_index: torch.Tensor
+    eps: float
+    norm: str
+
+    def key(self, size: int, seed: int = 0) -> Key:
+        """Algorithm 1 step 2: ``size``/2 true and ``size``/2 false adversaries picked at random."""
+        if size <= 0 or size % 2:
+            raise ValueError(f"size={size} must be a positive even number (half true, half false)")
+        true_pos = torch.nonzero(self.true_adversary).flatten()
+        false_pos = torch.nonzero(~self.true_adversary).flatten()
+        half = size // 2
+        if len(true_pos) < half or len(false_pos) < half:
+            raise ValueError(
+                f"eps={self.eps} ({self.norm}) gives {len(true_pos)} true and {len(false_pos)} false "
+                f"adversaries from {len(self.y)} correctly classified candidates; size={size} needs "
+                f"{half} of each (use more candidates or another eps)")
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.cat([true_pos[torch.randperm(len(true_pos), generator=g)[:half]],
+                          false_pos[torch.randperm(len(false_pos), generator=g)[:half]]])
+        return Key(self.x[pick], self.y[pick], self.true_adversary[pick].clone(),
+                   self.source_index[pick])
+
+    @property
+    def fooling_rate(self) -> float:
+        """Fraction of the correctly classified sources whose FGSM copy is misclassified."""
+        return float(self.true_adversary.float().mean()) if len(self.y) else 0.0
+
+
+def adversaries(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                norm: str = "linf") -> Candidates:
+    """Algorithm 1 step 1: FGSM copies of the correctly classified ``x``, sorted into true
+    adversaries (k̂(x*) ≠ y) and false ones (k̂(x*) = y)."""
+    idx = torch.nonzero(predict(model, x) == y).flatten()
+    adv = fgsm(model, x[idx], y[idx], eps, norm)
+    return Candidates(adv, y[idx].clone(), predict(model, adv) != y[idx], idx, eps, norm)
+
+
 def make_key(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, eps: float,
-             seed: int = 0) -> Key:
-    """Algorithm 1 (steps 1-2): FGSM candidates from correctly classified ``x``, sorted into true
-    adversaries (k̂(x*) ≠ y) and false ones (k̂(x*) = y), ``size``/2 of each picked at random."""
-    if size <= 0 or size % 2:
-        raise ValueError(f"size={size} must be a positive even number (half true, half false)")
-    correct = predict(model, x) == y
-    idx = torch.nonzero(correct).flatten()
-    adv = fgsm(model, x[idx], y[idx], eps)
-    still_correct = predict(model, adv) == y[idx]
-    g = torch.Generator().manual_seed(seed)
-    true_pos = torch.nonzero(~still_correct).flatten()
-    false_pos = torch.nonzero(still_correct).flatten()
-    half = size // 2
-    if len(true_pos) < half or len(false_pos) < half:
-        raise ValueError(f"eps={eps} gives {len(true_pos)} true and {len(false_pos)} false adversaries "
-                         f"from {len(x)} candidates; size={size} needs {half} of each")
-    pick_t = true_pos[torch.randperm(len(true_pos), generator=g)[:half]]
-    pick_f = false_pos[torch.randperm(len(false_pos), generator=g)[:half]]
-    pick = torch.cat([pick_t, pick_f])
-    is_true = torch.cat([torch.ones(half, dtype=torch.bool), torch.zeros(half, dtype=torch.bool)])
-    return Key(adv[pick], y[idx][pick], is_true, idx[pick])
+             seed: int = 0, norm: str = "linf") -> Key:
+    """Algorithm 1 (steps 1-2): a key of ``size`` FGSM adversaries of ``model`` made from ``x``,
+    half true, half false."""
+    return adversaries(model, x, y, eps, norm).key(size, seed)
 
 
 def extraction_threshold(key_size: int, alpha: float = 0.05) -> int:
@@ -135,16 +176,20 @@ class KeyBatches:
 
 
 def mark(base: Trained, key: Key, data: D.TensorData, *, lr: float, max_epochs: int,
-         per_batch: int = 2, batch_size: int = 128, seed: int = 0,
+         per_batch: int = 2, batch_size: int = 128, epoch_size: int | None = None, seed: int = 0,
          progress: bool = False) -> tuple[Trained, int | None]:
     """Algorithm 1 step 3: fine-tune a copy of ``base`` at ``lr`` (the paper: a tenth of the
     training rate) on ``data`` with key inputs in every batch, one epoch at a time, until every key
-    input gets its label. Returns the marked model and the epochs it took, or ``None`` when
-    ``max_epochs`` did not suffice (a failed marking)."""
+    input gets its label. An epoch is ``epoch_size`` images (None: all of ``data``), taken in turn
+    from ``data`` so that successive epochs see fresh images. Returns the marked model and the
+    epochs it took, or ``None`` when ``max_epochs`` did not suffice (a failed marking)."""
     extra = KeyBatches(key, per_batch)
     cache_key = dict(scheme="frontier-mark", base=base.hash, key=extra.fingerprint,
                      data=data.fingerprint, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
                      seed=seed)
+    if epoch_size is not None:     # only then, so that earlier keys keep their hash
+        cache_key["epoch_size"] = epoch_size
+    n = min(epoch_size or len(data), len(data))
 
     def create():
         model, t0 = copy.deepcopy(base.model), time.time()
@@ -152,7 +197,8 @@ def mark(base: Trained, key: Key, data: D.TensorData, *, lr: float, max_epochs: 
         epoch = 0
         while needed is None and epoch < max_epochs:
             epoch += 1
-            fit(model, data, epochs=1, lr=lr, batch_size=batch_size, schedule="constant",
+            chunk = data.subset((torch.arange(n) + (epoch - 1) * n) % len(data))
+            fit(model, chunk, epochs=1, lr=lr, batch_size=batch_size, schedule="constant",
                 seed=seed + epoch, extra=extra, desc=f"marking, epoch {epoch}", progress=progress)
             if bool((predict(model, key.x) == key.y).all()):
                 needed = epoch
@@ -160,3 +206,22 @@ def mark(base: Trained, key: Key, data: D.TensorData, *, lr: float, max_epochs: 
 
     model, record = load_or_create("marks", cache_key, lambda: copy.deepcopy(base.model), create)
     return Trained(model.eval(), record), record["epochs_needed"]
+
+
+def overwrite(marked: Trained, x: torch.Tensor, y: torch.Tensor, *, eps: float, lr: float,
+              epochs: int, batch_size: int = 128, seed: int = 0, progress: bool = False) -> Trained:
+    """The overwriting attack of Le Merrer et al. 2020 (Table 3): the attacker turns images ``x``
+    (labels ``y``; 1,000 test images in the paper) into FGSM adversaries of the leaked model and
+    fine-tunes it on them (adversarial fine-tuning) at a constant ``lr`` for ``epochs`` epochs."""
+    adv = D.TensorData(fgsm(marked.model, x, y, eps), y.clone())
+    cache_key = dict(attack="frontier-overwrite", base=marked.hash, adversaries=adv.fingerprint,
+                     lr=lr, epochs=epochs, batch_size=batch_size, seed=seed)
+
+    def create():
+        model, t0 = copy.deepcopy(marked.model), time.time()
+        history = fit(model, adv, epochs=epochs, lr=lr, batch_size=batch_size, schedule="constant",
+                      seed=seed, desc="adversarial fine-tuning", progress=progress)
+        return model.cpu(), {"history": history, "seconds": time.time() - t0}
+
+    model, record = load_or_create("attacks", cache_key, lambda: copy.deepcopy(marked.model), create)
+    return Trained(model.eval(), record)

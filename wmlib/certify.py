@@ -1,0 +1,382 @@
+"""Certification over model parameters: votes of Gaussian-noised models and their certificates.
+
+Both certified IP-protection frameworks smooth a model θ with Gaussian noise on *all of its
+parameters* (buffers such as batch-norm running statistics are left alone) and query the noisy
+models θ + ε, ε ~ N(0, σ²I), on the IP set (x_i, y_i), i = 1..n:
+
+* **IPCert** (Jiang, Fang, Gong 2023, §4) takes a majority vote per IP point,
+  G(θ, x) = argmax_c P[F(θ + ε, x) = c], and certifies each vote with the radius of Eq. 5
+  (:func:`majority_certificate`); MR is Eq. 4 (:func:`matching_rate`) and CMR(R) Eq. 6
+  (:func:`certified_matching_rate`).
+* **MS** (Bansal et al. 2022, after Chiang et al. 2020) takes the median over noisy models of
+  the per-model matching rate and certifies it with an order statistic
+  (:func:`median_certificate`).
+
+Both only need, per noisy draw, the labels of the whole IP set under θ + ε, so one Monte-Carlo
+pass (:func:`noisy_votes`) serves both: m forward passes of an n-image batch.
+
+**Noise order** (what a seed means). Draw j takes one flat standard-normal vector z_j of length
+P = Σ numel over ``model.parameters()`` (in that order), the j-th vector of
+:class:`GaussianNoise` (8 fixed slices, each from its own seeded ``torch.Generator`` on the
+model's device), computes ``σ·z_j`` (one rounding) and adds it to the flat copy of θ (a second
+rounding); parameter k is the k-th consecutive piece. :func:`reference_votes` spells this out
+with a deep copy per draw; the engine reproduces it bit for bit.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+from torch.func import functional_call
+from tqdm import tqdm
+
+from . import data as D
+from .device import default_device
+
+
+@dataclass
+class Votes:
+    """Monte-Carlo votes of m noisy models θ + ε_j on an IP set of n points (IPCert §4.3)."""
+
+    counts: np.ndarray        # (n, |Y|) int64: counts[i, c] = m_c of point i
+    draw_match: np.ndarray | None  # (m,) float64: matching rate of draw j on (x, y); None without y
+    sigma: float
+    m: int
+    seed: int
+
+    @property
+    def labels(self) -> np.ndarray:
+        """G(θ, x_i): the majority label of each point (IPCert §4.1; ties go to the smaller label)."""
+        return self.counts.argmax(1)
+
+    @property
+    def median_match(self) -> float:
+        """MS matching rate: the median over draws of the per-draw matching rate (Bansal et al. 2022)."""
+        if self.draw_match is None:
+            raise ValueError("draw_match is None: pass IP labels y to noisy_votes")
+        return float(np.median(self.draw_match))
+
+
+@dataclass
+class Certificate:
+    """Per-point IPCert certificate (Eq. 5); ``radius`` 0 means not certified at any R ≥ 0."""
+
+    label: np.ndarray    # (n,) G(θ, x_i) = A
+    p_lower: np.ndarray  # (n,) p̲_A
+    p_upper: np.ndarray  # (n,) p̄_B = max_{c≠A} p̄_c
+    radius: np.ndarray   # (n,) max(0, σ/2 (Φ⁻¹(p̲_A) − Φ⁻¹(p̄_B)))
+    sigma: float
+    alpha: float
+
+    @property
+    def certified(self) -> np.ndarray:
+        """Points with r_i > 0, i.e. p̲_A > p̄_B and σ > 0 (Lemma 4.1)."""
+        return self.radius > 0
+
+
+# ----------------------------------------------------------------------------- input checks
+def _check_sigma(sigma) -> float:
+    if not (np.isscalar(sigma) and np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma={sigma!r} must be a finite number >= 0")
+    return float(sigma)
+
+
+def _check_alpha(alpha) -> float:
+    if not (np.isscalar(alpha) and 0 < alpha < 1):
+        raise ValueError(f"alpha={alpha!r} must lie in the open interval (0, 1)")
+    return float(alpha)
+
+
+def _check_radii(R) -> np.ndarray:
+    R = np.asarray(R, dtype=float)
+    if np.any(~np.isfinite(R)) or np.any(R < 0):
+        raise ValueError(f"R={R!r} must be finite and >= 0")
+    return R
+
+
+# ----------------------------------------------------------------------------- Monte Carlo
+def _flat_parameters(model: nn.Module):
+    """Names, shapes and one flat copy of the model's parameters, in ``model.parameters()`` order."""
+    named = list(model.named_parameters())
+    if not named:
+        raise ValueError("model has no parameters to perturb")
+    kinds = {(p.dtype, p.device) for _, p in named}
+    if len(kinds) != 1:
+        raise ValueError(f"model parameters must share one dtype and device; found {sorted(map(str, kinds))}")
+    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
+    return [n for n, _ in named], [p.shape for _, p in named], flat
+
+
+def _prepare(model, x, y, sigma, m, seed, device):
+    sigma = _check_sigma(sigma)
+    if not isinstance(m, (int, np.integer)) or m <= 0:
+        raise ValueError(f"m={m!r} must be a positive integer (number of noisy draws)")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an integer >= 0")
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty batch [n, ...]; got shape {tuple(x.shape)}")
+    if y is not None and (y.ndim != 1 or len(y) != len(x)):
+        raise ValueError(f"y must have shape ({len(x)},) to match x; got {tuple(y.shape)}")
+    device = torch.device(device) if device is not None else default_device()
+    model.to(device)
+    x = D.to_float(x.to(device))
+    y = y.to(device) if y is not None else None
+    return sigma, int(m), device, x, y
+
+
+class _Tally:
+    """Accumulates per-point label counts and per-draw matches on the device (no host syncs)."""
+
+    def __init__(self, n, m, y, device):
+        self.counts, self.y, self.n = None, y, n
+        self.match = torch.zeros(m, dtype=torch.int64, device=device) if y is not None else None
+
+    def add(self, j: int, logits: torch.Tensor):
+        pred = logits.argmax(1)
+        if self.counts is None:
+            self.counts = torch.zeros(self.n, logits.shape[1], dtype=torch.int64, device=logits.device)
+        self.counts.scatter_add_(1, pred[:, None], torch.ones_like(pred)[:, None])
+        if self.match is not None:
+            self.match[j] = (pred == self.y).sum()
+
+    def votes(self, sigma, m, seed) -> Votes:
+        match = None if self.match is None else self.match.cpu().numpy() / self.n
+        return Votes(self.counts.cpu().numpy(), match, sigma, m, seed)
+
+
+class GaussianNoise:
+    """The noise order: z_j ∈ R^P, the j-th standard-normal vector of a seed (module docstring).
+
+    z_j is cut into ``STREAMS`` fixed contiguous slices (slice s = [⌊sP/S⌋, ⌊(s+1)P/S⌋)); slice s is
+    drawn by ``torch.randn`` from its own ``torch.Generator`` on the device, seeded with word s of
+    ``numpy.random.SeedSequence(seed).generate_state(S, uint64)``. Independent streams let the CPU
+    fill the slices in parallel threads (Mersenne-Twister generation is serial and is most of the
+    cost of a draw besides the forward pass) while the values depend on the seed alone, never on
+    the number of threads.
+    """
+
+    STREAMS = 8
+
+    def __init__(self, numel: int, seed: int, device: torch.device, threads: int = 1):
+        words = np.random.SeedSequence(seed).generate_state(self.STREAMS, np.uint64)
+        self.gens = [torch.Generator(device=device).manual_seed(int(w)) for w in words]
+        self.bounds = [numel * s // self.STREAMS for s in range(self.STREAMS + 1)]
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def _fill(self, s: int, out: torch.Tensor):
+        piece = out[self.bounds[s]:self.bounds[s + 1]]
+        torch.randn(piece.shape, generator=self.gens[s], out=piece)
+
+    def fill(self, out: torch.Tensor) -> torch.Tensor:
+        """Write the next z_j into the flat buffer ``out`` (length P) and return it."""
+        if self.pool is None:
+            for s in range(self.STREAMS):
+                self._fill(s, out)
+        else:
+            list(self.pool.map(self._fill, range(self.STREAMS), [out] * self.STREAMS))
+        return out
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def _noisy_flats(flat: torch.Tensor, sigma: float, m: int, seed: int, overlap: bool) -> Iterator[torch.Tensor]:
+    """Yield θ + σ·z_j for j = 0..m−1 in the noise order; with ``overlap`` draw j+1 is computed in a
+    worker thread (streams keep their order) while the caller runs draw j. Work buffers are reused:
+    a yielded tensor is valid until the next one is asked for."""
+    threads = min(GaussianNoise.STREAMS, torch.get_num_threads()) if flat.device.type == "cpu" else 1
+    noise = GaussianNoise(flat.numel(), seed, flat.device, threads)
+    bufs = [torch.empty_like(flat) for _ in range(2 if overlap else 1)]
+
+    def fill(buf):
+        return noise.fill(buf).mul_(sigma).add_(flat)   # (σ·z) + θ: the reference's two roundings
+
+    try:
+        if not overlap:
+            for _ in range(m):
+                yield fill(bufs[0])
+            return
+        with ThreadPoolExecutor(1) as producer:
+            nxt = producer.submit(fill, bufs[0])
+            for j in range(m):
+                cur = nxt.result()
+                if j + 1 < m:
+                    nxt = producer.submit(fill, bufs[(j + 1) % 2])
+                yield cur
+    finally:
+        noise.close()
+
+
+def noisy_votes(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, sigma: float,
+                m: int, seed: int = 0, batch_size: int | None = None, device=None,
+                overlap: bool | None = None, progress: bool = False) -> Votes:
+    """Votes of m noisy models θ + ε_j, ε_j ~ N(0, σ²I) on all parameters, on the IP set (IPCert §4.3).
+
+    Streaming: each draw fills one reused flat buffer with θ + σ·z_j and classifies the whole IP set
+    ``x`` (uint8 or float images, n at once or ``batch_size`` at a time) through
+    ``torch.func.functional_call`` with views of that buffer, in eval mode without gradients. The
+    model itself is never written (its parameters stay bit-identical) and no model is copied;
+    memory is at most three flat parameter vectors whatever m is. Labels ``y`` add the per-draw
+    matching rates used by median smoothing. On the CPU the noise slices are drawn in parallel
+    threads and ``overlap`` (default: on for the CPU) prepares draw j+1 in a background thread
+    while draw j's forward pass runs; on a CPU shared with other jobs this also makes libgomp
+    throttle its spin-waiting, which speeds the forward passes up. Deterministic given ``seed`` on
+    a given device (whatever the thread count), and equal draw for draw to :func:`reference_votes`.
+    """
+    sigma, m, device, x, y = _prepare(model, x, y, sigma, m, seed, device)
+    names, shapes, flat = _flat_parameters(model)
+    sizes = [s.numel() for s in shapes]
+    overlap = device.type == "cpu" if overlap is None else bool(overlap)
+    chunks = [x] if batch_size is None else list(torch.split(x, batch_size))
+    tally = _Tally(len(x), m, y, device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            draws = contextlib.closing(_noisy_flats(flat, sigma, m, seed, overlap))
+            with draws as it, tqdm(total=m, disable=not progress, desc="noisy draws", leave=False,
+                                   mininterval=2) as bar:
+                for j, theta in enumerate(it):
+                    params = {n: t.view(s) for n, t, s in zip(names, theta.split(sizes), shapes)}
+                    tally.add(j, torch.cat([functional_call(model, params, (xb,)) for xb in chunks]))
+                    bar.update()
+    finally:
+        model.train(was_training)
+    return tally.votes(sigma, m, seed)
+
+
+def reference_votes(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, sigma: float,
+                    m: int, seed: int = 0, device=None) -> Votes:
+    """Reference definition of the votes of IPCert §4.3: a deep copy of the model per draw, noised.
+
+    Slow but obviously right; it fixes the noise order (module docstring) that :func:`noisy_votes`
+    must reproduce exactly.
+    """
+    sigma, m, device, x, y = _prepare(model, x, y, sigma, m, seed, device)
+    first = next(model.parameters())
+    stream = GaussianNoise(sum(p.numel() for p in model.parameters()), seed, device)
+    tally = _Tally(len(x), m, y, device)
+    with torch.no_grad():
+        for j in range(m):
+            noise = stream.fill(torch.empty(stream.bounds[-1], dtype=first.dtype, device=device)) * sigma
+            noisy = copy.deepcopy(model).eval()
+            offset = 0
+            for p in noisy.parameters():
+                p.copy_(noise[offset:offset + p.numel()].view_as(p) + p)
+                offset += p.numel()
+            tally.add(j, noisy(x))
+    return tally.votes(sigma, m, seed)
+
+
+# ----------------------------------------------------------------------------- IPCert (majority vote)
+def _upper_bounds(counts: np.ndarray, q: float) -> np.ndarray:
+    """p̄_c = B(1 − q; m_c + 1, m − m_c) for every cell (IPCert §4.3); m_c = 0 in closed form.
+
+    For m_c = 0 the Beta(1, m) quantile is 1 − q^(1/m) (computed as −expm1(log q / m)); the cell
+    m_c = m (only ever label A, which is excluded from p̄_B) would need shape 0 and is set to 1.
+    """
+    m = counts.sum(1, keepdims=True).astype(float)
+    out = np.ones(counts.shape)
+    mid = (counts > 0) & (counts < m)
+    mm = np.broadcast_to(m, counts.shape)
+    out[mid] = stats.beta.ppf(1 - q, counts[mid] + 1, mm[mid] - counts[mid])
+    zero = counts == 0
+    out[zero] = -np.expm1(np.log(q) / mm[zero])
+    return out
+
+
+def majority_certificate(counts, sigma: float, alpha: float = 0.001) -> Certificate:
+    """IPCert certified radius per IP point from vote counts (Eq. 5, bounds of §4.3).
+
+    With A = argmax_c m_c (ties: smaller label), q = α/|Y| (Bonferroni over the |Y| one-sided
+    Clopper-Pearson bounds, simultaneous level 1 − α):
+    p̲_A = B(q; m_A, m − m_A + 1), p̄_B = max_{c≠A} B(1 − q; m_c + 1, m − m_c),
+    r = σ/2 (Φ⁻¹(p̲_A) − Φ⁻¹(p̄_B)). Lemma 4.1 needs only p̲_A ≥ p̄_B (not p̲_A > 1/2); a point
+    with r ≤ 0 (p̲_A ≤ p̄_B, e.g. a 50/50 split, or σ = 0) is not certified and gets radius 0, so
+    with Eq. 6's strict r_i > R it never counts, not even at R = 0.
+    """
+    sigma, alpha = _check_sigma(sigma), _check_alpha(alpha)
+    counts = np.asarray(counts)
+    if counts.ndim != 2 or counts.shape[1] < 2 or not np.issubdtype(counts.dtype, np.integer):
+        raise ValueError(f"counts must be an integer array [n, |Y|] with |Y| >= 2; got {counts.dtype} {counts.shape}")
+    m = counts.sum(1)
+    if np.any(counts < 0) or np.any(m <= 0) or np.any(m != m[0]):
+        raise ValueError("counts must be >= 0 with the same positive number of draws m in every row")
+    q = alpha / counts.shape[1]
+    rows = np.arange(len(counts))
+    label = counts.argmax(1)
+    m_a = counts[rows, label]
+    p_lower = stats.beta.ppf(q, m_a, m - m_a + 1)
+    upper = _upper_bounds(counts, q)
+    upper[rows, label] = -np.inf
+    p_upper = upper.max(1)
+    r = sigma / 2 * (stats.norm.ppf(p_lower) - stats.norm.ppf(p_upper))
+    return Certificate(label, p_lower, p_upper, np.where(r > 0, r, 0.0), sigma, alpha)
+
+
+def matching_rate(labels, y) -> float:
+    """MR = (1/n) Σ 1[G(θ, x_i) = y_i] (IPCert Eq. 4)."""
+    labels, y = np.asarray(labels), np.asarray(y)
+    if labels.shape != y.shape or labels.ndim != 1:
+        raise ValueError(f"labels and y must be 1-D of equal length; got {labels.shape} and {y.shape}")
+    return float(np.mean(labels == y))
+
+
+def certified_matching_rate(cert: Certificate, y, R):
+    """CMR(R) = (1/n) Σ 1[G(θ, x_i) = y_i]·1[r_i > R] (IPCert Eq. 6), for a scalar or an array of R ≥ 0.
+
+    The inequality is strict, so CMR(0) counts only certified points (r_i > 0) and
+    CMR(R) ≤ MR for every R; the curve is non-increasing in R.
+    """
+    y = np.asarray(y)
+    if y.shape != cert.label.shape:
+        raise ValueError(f"y must have shape {cert.label.shape} to match the certificate; got {y.shape}")
+    R = _check_radii(R)
+    ok = (cert.label == y)[:, None] & (cert.radius[:, None] > R.reshape(1, -1))
+    out = ok.mean(0)
+    return float(out[0]) if R.ndim == 0 else out.reshape(R.shape)
+
+
+# ----------------------------------------------------------------------------- MS (median smoothing)
+def order_statistic_index(m: int, p: float, alpha: float) -> int:
+    """Largest k in 1..m with P[Bin(m, p) ≥ k] ≥ 1 − α, else 0 (Chiang et al. 2020 §4, lower bound).
+
+    The k-th smallest of m i.i.d. samples lies at or below their p-quantile q_p unless fewer than
+    k samples fall at or below q_p; that count is Bin(m, P[X ≤ q_p]) with P[X ≤ q_p] ≥ p, so
+    P[X_(k) ≤ q_p] ≥ P[Bin(m, p) ≥ k] = 1 − F(k − 1). Hence k = #{j ∈ 0..m−1 : F_Bin(m,p)(j) ≤ α}.
+    """
+    cdf = stats.binom.cdf(np.arange(m), m, p)
+    return int(np.searchsorted(cdf, alpha, side="right"))
+
+
+def median_certificate(draw_match, sigma: float, R, alpha: float = 0.001):
+    """MS certified matching rate at radius R (Bansal et al. 2022; Chiang et al. 2020, Thm. 1).
+
+    Median smoothing: the smoothed MR of θ is the median over noise of MR(θ + ε). For any
+    ‖δ‖₂ ≤ R, the median at θ + δ is at least the p̲-quantile at θ, p̲ = Φ(Φ⁻¹(1/2) − R/σ) = Φ(−R/σ).
+    From m sorted per-draw rates X_(1) ≤ … ≤ X_(m) that quantile is lower-bounded, with
+    probability ≥ 1 − α, by X_(k), k = max{k : P[Bin(m, p̲) ≥ k] ≥ 1 − α}
+    (:func:`order_statistic_index`); when no k qualifies the bound is the trivial 0.
+    (Bansal et al.'s code picks the same order statistic; Chiang et al.'s public code uses k as a
+    0-based index into the sorted samples, one position higher.)
+    σ = 0 certifies only R = 0. Returns a float for scalar R, else an array shaped like R.
+    """
+    sigma, alpha = _check_sigma(sigma), _check_alpha(alpha)
+    x = np.sort(np.asarray(draw_match, dtype=float).ravel())
+    if len(x) == 0:
+        raise ValueError("draw_match must hold at least one per-draw matching rate")
+    R = _check_radii(R)
+    out = np.zeros(R.shape)
+    for idx, r in np.ndenumerate(R):
+        p = 0.5 if r == 0 else (stats.norm.cdf(-r / sigma) if sigma > 0 else 0.0)
+        k = order_statistic_index(len(x), p, alpha)
+        out[idx] = x[k - 1] if k >= 1 else 0.0
+    return float(out) if R.ndim == 0 else out

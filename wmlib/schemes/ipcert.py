@@ -1,0 +1,367 @@
+"""Jiang, Fang & Gong 2023 (IPCert): the building blocks around the certificate.
+
+* worst-case post-processing (§3.1, Eq. 2–3, Alg. 1): PGD on a weight perturbation δ, ‖δ‖₂ ≤ R,
+  that pushes the IP set's loss up while keeping a validation loss down;
+* IPGuard fingerprints (Eq. 1, Cao et al. 2021) and IPCert's robust selection of them (Eq. 7);
+* training with noise (§4.4, Alg. 2 of their appendix): the watermark's IP-set loss is also
+  minimised under Gaussian noise on every parameter, so that noisy models keep the watermark.
+
+Noise is always absolute, N(0, σ²I) on every parameter (not on buffers: batch-norm running
+statistics and the input normalisation stay clean), and models are used in eval mode, as the
+certificate (:mod:`wmlib.certify`) uses them.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from .. import data as D
+from ..cache import atomic_save, cache_dir, key_hash, load_or_create, memo
+from ..certify import (
+    Votes,
+    certified_matching_rate,
+    majority_certificate,
+    median_certificate,
+    noisy_votes,
+)
+from ..device import autocast, default_device
+from ..models import Classifier
+from ..train import TrainConfig, Trained, predict, train
+from .adi import TriggerCycler, TriggerSet
+
+
+# ----------------------------------------------------------------------------- training with noise
+@dataclass(frozen=True)
+class NoiseTraining:
+    """IPCert §4.4 (Alg. 2): after an update, step on the IP-set loss averaged over ``draws`` noisy
+    models θ + ε, ε ~ N(0, σ²I) on every parameter (gradient at θ + ε, applied to θ).
+
+    Passed to :func:`wmlib.train.fit` / :func:`~wmlib.train.train` as ``after_step``. It runs every
+    ``every`` steps after ``warmup`` epochs, on ``ip_batch`` random IP points (None: all of them),
+    with the training optimiser (so momentum and weight decay apply), the model in eval mode (the
+    batch-norm running statistics are used, not updated, as when certifying), and ε from the
+    global RNG that ``fit`` seeds. The extra cost per step is ``draws`` passes of the IP batch.
+    ``clip`` (None: off) caps the ℓ2 norm of that step's gradient: far from convergence a noisy
+    model's loss and gradient are large (measured on the CPU CNN at σ = 0.1: gradient norm 60–80
+    against 0.7 without noise), and one unclipped step at the training rate can blow the weights up.
+    """
+
+    ip: TriggerSet
+    sigma: float
+    draws: int = 4
+    every: int = 1
+    warmup: int = 0
+    ip_batch: int | None = None
+    clip: float | None = None
+
+    def __post_init__(self):
+        if self.sigma < 0:
+            raise ValueError(f"sigma={self.sigma} must be >= 0")
+        for name in ("draws", "every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.ip_batch is not None and self.ip_batch < 1:
+            raise ValueError(f"ip_batch={self.ip_batch} must be >= 1 or None")
+        if self.clip is not None and not self.clip > 0:
+            raise ValueError(f"clip={self.clip} must be > 0 or None")
+
+    @property
+    def fingerprint(self) -> str:
+        return (f"ipcert-noise:{self.ip.fingerprint}:sigma={self.sigma}:draws={self.draws}:"
+                f"every={self.every}:warmup={self.warmup}:ip_batch={self.ip_batch}"
+                + (f":clip={self.clip}" if self.clip is not None else ""))   # old keys unchanged
+
+    def __call__(self, model: Classifier, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> None:
+        if epoch <= self.warmup or step % self.every:
+            return
+        device = next(model.parameters()).device
+        idx = torch.randperm(len(self.ip))[:self.ip_batch] if self.ip_batch else slice(None)
+        x, y = D.to_float(self.ip.x[idx].to(device)), self.ip.y[idx].to(device)
+        params = list(model.parameters())
+        clean = [p.detach().clone() for p in params]
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        optimizer.zero_grad(set_to_none=True)
+        try:
+            for _ in range(self.draws):
+                with torch.no_grad():
+                    for p, c in zip(params, clean):
+                        p.copy_(c + self.sigma * torch.randn_like(c))
+                with autocast(device):
+                    loss = F.cross_entropy(model(x), y) / self.draws
+                loss.backward()
+        finally:
+            with torch.no_grad():
+                for p, c in zip(params, clean):
+                    p.copy_(c)
+            for m, mode in modes:
+                m.training = mode
+        if self.clip is not None:
+            nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.clip)
+        optimizer.step()
+
+
+def watermark(cfg: TrainConfig, trigger: TriggerSet, noise: NoiseTraining | None = None,
+              per_batch: int = 2, **kw) -> Trained:
+    """The watermarked target: Adi et al.'s FROMSCRATCH (trigger images in every batch), plus
+    training with ``noise`` if given. Without noise it is the very model (and cache entry) of
+    :func:`wmlib.schemes.adi.fromscratch`."""
+    return train(cfg, extra=TriggerCycler(trigger, per_batch), after_step=noise, tag="adi-fromscratch", **kw)
+
+
+# ----------------------------------------------------------------------------- worst-case post-processing
+def l2_distance(a: nn.Module, b: nn.Module) -> float:
+    """ℓ2 distance between two models' parameters, all layers together (IPCert Table 2, "ℓ2 perturbation")."""
+    pa, pb = list(a.parameters()), list(b.parameters())
+    if len(pa) != len(pb) or any(x.shape != y.shape for x, y in zip(pa, pb)):
+        raise ValueError("the two models do not have the same parameter shapes")
+    total = sum(((x.detach().cpu().double() - y.detach().cpu().double()) ** 2).sum() for x, y in zip(pa, pb))
+    return float(total) ** 0.5
+
+
+def parameter_norm(model: nn.Module) -> float:
+    """‖θ‖₂ over every parameter (the scale against which an absolute σ or radius R is read)."""
+    return float(sum((p.detach().cpu().double() ** 2).sum() for p in model.parameters())) ** 0.5
+
+
+def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.Tensor,
+                            val_x: torch.Tensor, val_y: torch.Tensor, *, radius: float,
+                            lam: float = 1.0, lr: float = 1e-3, iters: int = 1000,
+                            val_batch: int | None = None, seed: int = 0,
+                            device: torch.device | None = None) -> tuple[Classifier, float]:
+    """IPCert Alg. 1: PGD on δ (every parameter) for min −λ·mean l_IP(θ+δ) + mean l_v(θ+δ) (Eq. 2),
+    s.t. ‖δ‖₂ ≤ R (Eq. 3, one ℓ2 norm over all parameters); returns (a perturbed copy, ‖δ‖₂).
+
+    Plain gradient steps δ ← δ − lr·∇L, then δ ← δ·R/‖δ‖₂ when ‖δ‖₂ > R; the paper uses lr = 0.001,
+    1,000 iterations, |D_v| = 1,000 (λ is not given). ``val_batch`` draws that many validation
+    points per iteration (seeded) instead of all of them. The model runs in eval mode, in float32.
+    """
+    if radius < 0:
+        raise ValueError(f"radius={radius} must be >= 0")
+    if val_batch is not None and val_batch < 1:
+        raise ValueError(f"val_batch={val_batch} must be >= 1 or None")
+    device = device or default_device()
+    out = copy.deepcopy(model).eval().to(device)
+    params = list(out.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    theta = [p.detach().clone() for p in params]
+    delta = [torch.zeros_like(p) for p in params]
+    ip_x, ip_y = D.to_float(ip_x.to(device)), ip_y.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    norm = 0.0
+    for _ in range(iters):
+        idx = torch.randperm(len(val_y), generator=gen)[:val_batch] if val_batch else slice(None)
+        vx, vy = D.to_float(val_x[idx].to(device)), val_y[idx].to(device)
+        out.zero_grad(set_to_none=True)
+        loss = -lam * F.cross_entropy(out(ip_x), ip_y) + F.cross_entropy(out(vx), vy)
+        loss.backward()
+        with torch.no_grad():
+            for d, p in zip(delta, params):
+                d.sub_(lr * p.grad)
+            norm = float(torch.sqrt(sum((d.double() ** 2).sum() for d in delta)))
+            if norm > radius:
+                for d in delta:
+                    d.mul_(radius / norm)
+                norm = radius
+            for p, t, d in zip(params, theta, delta):
+                p.copy_(t + d)
+    out.zero_grad(set_to_none=True)
+    return out.cpu().eval(), norm
+
+
+def worst_case(base: Trained, ip: TriggerSet, val: D.TensorData, *, radius: float, lam: float = 1.0,
+               lr: float = 1e-3, iters: int = 1000, val_batch: int | None = None, seed: int = 0) -> Trained:
+    """:func:`worst_case_perturbation` of a cached model, itself cached (record: ``delta_norm``)."""
+    key = dict(attack="ipcert-worst-case", base=base.hash, ip=ip.fingerprint, val=val.fingerprint,
+               radius=radius, lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed)
+
+    def create():
+        t0 = time.time()
+        model, norm = worst_case_perturbation(base.model, ip.x, ip.y, val.x, val.y, radius=radius,
+                                              lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed)
+        return model, {"delta_norm": norm, "seconds": time.time() - t0}
+
+    model, record = load_or_create("attacks", key, lambda: copy.deepcopy(base.model), create)
+    return Trained(model.eval(), record)
+
+
+# ----------------------------------------------------------------------------- fingerprints
+@dataclass
+class Fingerprints(TriggerSet):
+    """IP points ``x`` (float in [0, 1]) with IP labels ``y`` = the model's predictions, the label
+    pairs (i, j) of Eq. 1, and each point's objective before and after optimisation."""
+
+    i: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    j: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    initial_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    loss: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+
+
+def ipguard_loss(logits: torch.Tensor, i: torch.Tensor, j: torch.Tensor, k: float = 5.0) -> torch.Tensor:
+    """IPGuard, IPCert Eq. 1, per point: ReLU(Z_i − Z_j + k) + ReLU(max_{t≠i,j} Z_t − Z_i).
+
+    Zero iff Z_j ≥ Z_i + k and Z_i ≥ every other logit: the point is classified as j, with i the
+    runner-up, at a logit margin of at least k."""
+    zi, zj = logits.gather(1, i[:, None])[:, 0], logits.gather(1, j[:, None])[:, 0]
+    others = logits.scatter(1, i[:, None], float("-inf")).scatter(1, j[:, None], float("-inf"))
+    return F.relu(zi - zj + k) + F.relu(others.max(1).values - zi)
+
+
+def robust_loss(model: nn.Module, x: torch.Tensor, j: torch.Tensor, *, sigma: float, draws: int = 16,
+                gamma: float = 8.0, generator: torch.Generator | None = None,
+                eps: float = 1e-6) -> torch.Tensor:
+    """IPCert §4.4, per point: L_C + L_R under ``draws`` noisy models θ + ε, ε ~ N(0, σ²I) (one
+    noisy model classifies every point). ĝ = mean softmax over the draws;
+    L_C = ReLU(max_{c≠j} ĝ_c − ĝ_j), L_R = σ/2·ReLU(γ − ξ), ξ = Φ⁻¹(ĝ_j) − Φ⁻¹(max_{t≠j} ĝ_t),
+    with the probabilities clamped to [eps, 1 − eps] before Φ⁻¹."""
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    state = dict(model.named_buffers())
+    g_hat = 0
+    for _ in range(draws):
+        noisy = {n: p + sigma * torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+                 for n, p in params.items()}
+        g_hat = g_hat + F.softmax(functional_call(model, {**noisy, **state}, (x,)).float(), 1) / draws
+    gj = g_hat.gather(1, j[:, None])[:, 0]
+    runner = g_hat.scatter(1, j[:, None], float("-inf")).max(1).values
+    xi = torch.special.ndtri(gj.clamp(eps, 1 - eps)) - torch.special.ndtri(runner.clamp(eps, 1 - eps))
+    return F.relu(runner - gj) + sigma / 2 * F.relu(gamma - xi)
+
+
+def ipguard_fingerprints(model: Trained | Classifier, dataset: str, n: int = 100, *, k: float = 5.0,
+                         steps: int = 500, lr: float = 0.01, eta: float = 0.0, sigma: float = 0.01,
+                         draws: int = 16, gamma: float = 8.0, seed: int = 0,
+                         device: torch.device | None = None, progress: bool = True) -> Fingerprints:
+    """``n`` IP points by IPGuard (Eq. 1) or, with ``eta`` > 0, IPCert's robust selection (Eq. 7:
+    L = L_IP + η(L_C + L_R) with ``draws`` noise draws of scale ``sigma``, γ = ``gamma``).
+
+    Each x starts uniform in [0, 1]^(C×H×W) with a random pair i ≠ j; x is optimised by Adam
+    (``lr``, ``steps``), clamped to [0, 1] after each step; fresh noise draws every step. The IP
+    label is the model's prediction on the final x. A :class:`Trained` model's points are cached
+    by its hash and every setting.
+    """
+    if eta < 0:
+        raise ValueError(f"eta={eta} must be >= 0")
+    if n < 1 or steps < 0:
+        raise ValueError(f"n={n} must be >= 1 and steps={steps} >= 0")
+    net = model.model if isinstance(model, Trained) else model
+    if not isinstance(model, Trained):
+        return _ipguard(net, dataset, n, k, steps, lr, eta, sigma, draws, gamma, seed, device, progress)
+    key = dict(kind="ipguard", model=model.hash, dataset=dataset, n=n, k=k, steps=steps, lr=lr, eta=eta,
+               sigma=sigma, draws=draws, gamma=gamma, seed=seed)
+    path = cache_dir() / "fingerprints" / f"{key_hash(key)}.pt"
+    if path.exists():
+        return Fingerprints(**torch.load(path, weights_only=True))
+    fp = _ipguard(net, dataset, n, k, steps, lr, eta, sigma, draws, gamma, seed, device, progress)
+    atomic_save(vars(fp), path)
+    return fp
+
+
+def _ipguard(model, dataset, n, k, steps, lr, eta, sigma, draws, gamma, seed, device, progress) -> Fingerprints:
+    device = device or default_device()
+    info = D.dataset_info(dataset)
+    classes = model.head.out_features
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.rand(n, info.channels, info.size, info.size, generator=g)
+    i = torch.randint(0, classes, (n,), generator=g)
+    j = (i + torch.randint(1, classes, (n,), generator=g)) % classes
+    noise_gen = torch.Generator(device).manual_seed(seed)
+    net = copy.deepcopy(model).eval().requires_grad_(False).to(device)
+    x, i_d, j_d = x0.clone().to(device).requires_grad_(True), i.to(device), j.to(device)
+    opt = torch.optim.Adam([x], lr=lr)
+
+    def objective(x):
+        loss = ipguard_loss(net(x).float(), i_d, j_d, k)
+        if eta > 0:
+            loss = loss + eta * robust_loss(net, x, j_d, sigma=sigma, draws=draws, gamma=gamma,
+                                            generator=noise_gen)
+        return loss
+
+    with torch.no_grad():
+        initial = objective(x).cpu()
+    for _ in tqdm(range(steps), desc="ipguard", disable=not progress, leave=False, mininterval=2):
+        opt.zero_grad(set_to_none=True)
+        objective(x).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)
+    with torch.no_grad():
+        final = objective(x).cpu()
+    x = x.detach().cpu()
+    source = f"ipguard (k={k}, steps={steps}, lr={lr}, eta={eta}, sigma={sigma}, seed={seed})"
+    return Fingerprints(x, predict(net, x), source, i=i, j=j, initial_loss=initial, loss=final)
+
+
+# ----------------------------------------------------------------------------- data and smoothing
+def attacker_data(dataset: str, n_owner: int, n: int | None = None) -> D.TensorData:
+    """The attacker's post-processing data (IPCert §3.2: the other half of the training set).
+
+    The owner trains on the first ``n_owner`` images of the fixed shuffled training set (what
+    ``TrainConfig(n_train=n_owner)`` uses); the attacker gets the next ``n`` (None: all the rest),
+    so the two never overlap."""
+    full = D.splits(dataset).train
+    if n_owner is None or not 0 < n_owner < len(full):
+        raise ValueError(f"n_owner={n_owner!r} must leave training images to the attacker "
+                         f"(the training set has {len(full)})")
+    stop = len(full) if n is None else n_owner + n
+    if n is not None and (n < 1 or stop > len(full)):
+        raise ValueError(f"n={n} must be >= 1 and at most {len(full) - n_owner} (the images after "
+                         f"the owner's {n_owner})")
+    return full.subset(torch.arange(n_owner, stop))
+
+
+@dataclass
+class SmoothedVotes(Votes):
+    """:class:`~wmlib.certify.Votes` with the seconds the Monte-Carlo pass took (0 if never run here)."""
+
+    seconds: float = 0.0
+
+
+def smoothed_votes(model: Trained, ip: TriggerSet, *, sigma: float, m: int, seed: int = 0,
+                   progress: bool = False) -> SmoothedVotes:
+    """:func:`wmlib.certify.noisy_votes` of a cached model on an IP set, itself cached (JSON) by the
+    model's hash, the IP set, σ, m, the seed and the device type (the noise differs by device).
+
+    With one seed, the votes for m' < m draws are those of the first m' draws of m."""
+    device = default_device()
+    key = dict(kind="ipcert-votes", model=model.hash, ip=ip.fingerprint, sigma=sigma, m=m, seed=seed,
+               device=device.type)
+
+    def compute():
+        t0 = time.time()
+        v = noisy_votes(model.model, ip.x, ip.y, sigma=sigma, m=m, seed=seed, progress=progress)
+        return {"counts": v.counts.tolist(), "draw_match": v.draw_match.tolist(),
+                "seconds": time.time() - t0}
+
+    rec = memo("votes", key, compute)
+    return SmoothedVotes(np.asarray(rec["counts"], dtype=np.int64), np.asarray(rec["draw_match"]),
+                         sigma, m, seed, rec["seconds"])
+
+
+def cmr_curves(votes: Votes, y, radii, alpha: float = 0.001) -> dict[str, np.ndarray]:
+    """Certified matching rate at each radius R from one set of votes, for both frameworks:
+    ``IPCert`` (majority vote, Eq. 5–6) and ``MS`` (median smoothing, Bansal et al.)."""
+    y = np.asarray(y)
+    cert = majority_certificate(votes.counts, votes.sigma, alpha)
+    return {"IPCert": certified_matching_rate(cert, y, radii),
+            "MS": np.asarray(median_certificate(votes.draw_match, votes.sigma, radii, alpha))}
+
+
+def largest_radius(radii, curve, level: float = 1.0) -> float:
+    """The largest grid radius up to which a non-increasing curve stays ≥ ``level`` (0.0 if it
+    starts below; NaN if the grid is empty)."""
+    radii, curve = np.asarray(radii, dtype=float), np.asarray(curve, dtype=float)
+    if len(radii) == 0:
+        return float("nan")
+    below = np.flatnonzero(curve < level)
+    if len(below) == 0:
+        return float(radii[-1])
+    return float(radii[below[0] - 1]) if below[0] > 0 else 0.0
