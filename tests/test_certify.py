@@ -122,6 +122,20 @@ def test_noise_streams_do_not_depend_on_threads():
     assert not torch.equal(C.GaussianNoise(1001, seed=6, device=CPU).fill(torch.empty(1001)), a)
 
 
+def test_engine_switching_overlap_keeps_votes():
+    # a tiny classifier, many draws: overlap switched on and off mid-stream, and the speed-based default
+    from wmlib.models import Classifier, Normalize
+    torch.manual_seed(0)
+    model = Classifier(Normalize((0.5,), (0.25,)), torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8),
+                                                                       torch.nn.ReLU()), torch.nn.Linear(8, 3))
+    x, y = torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    slow = C.reference_votes(model, x, y, sigma=0.3, m=300, seed=2, device=CPU)
+    for overlap in (None, lambda j: j % 3 == 0):
+        fast = C.noisy_votes(model, x, y, sigma=0.3, m=300, seed=2, overlap=overlap, device=CPU)
+        assert np.array_equal(fast.counts, slow.counts) and np.array_equal(fast.draw_match, slow.draw_match)
+    assert len(np.unique(slow.draw_match)) > 2
+
+
 def test_sigma_zero_votes_for_clean_prediction(setup):
     model, x, y, _ = setup
     votes = C.noisy_votes(model, x, y, sigma=0.0, m=3, device=CPU)

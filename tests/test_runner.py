@@ -36,7 +36,7 @@ def test_summary_is_generated_from_records(tmp_path):
 def test_smoke_notebooks_are_parametrised_not_executed(tmp_path):
     import nbformat
     paths = runner.prepare_smoke(tmp_path)
-    assert len(paths) == len(runner.pairs())
+    assert len(paths) == len(runner.pairs()) + len(runner.draft_pairs())   # drafts are smoke-tested too
     nb = nbformat.read(paths[0], as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and 'profile = "smoke"' in injected[0].source

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
@@ -188,30 +189,64 @@ class GaussianNoise:
             self.pool.shutdown()
 
 
-def _noisy_flats(flat: torch.Tensor, sigma: float, m: int, seed: int, overlap: bool) -> Iterator[torch.Tensor]:
-    """Yield θ + σ·z_j for j = 0..m−1 in the noise order; with ``overlap`` draw j+1 is computed in a
-    worker thread (streams keep their order) while the caller runs draw j. Work buffers are reused:
-    a yielded tensor is valid until the next one is asked for."""
+class _OverlapChooser:
+    """Per draw, whether to prepare the next draw in a background thread, chosen by measured speed.
+
+    Which is faster depends on the load, not on the code: on an idle 2-core CPU the extra thread
+    competes with the forward pass's OpenMP threads (slower), while on a CPU shared with other jobs
+    it also makes libgomp throttle its spin-waiting (measured up to 2x faster). So each period of
+    ``period`` draws starts with a probe block of ``block`` draws without and one with the thread,
+    and spends the rest in the mode whose median time per draw was lower (the first draw of each
+    block, a transition, is not timed). Only speed depends on it, never the votes.
+    """
+
+    def __init__(self, block: int = 4, period: int = 128):
+        self.block, self.period = block, period
+        self.times = {False: [], True: []}
+        self.last = self.last_mode = None
+
+    def __call__(self, j: int) -> bool:
+        now = time.perf_counter()
+        phase = j % self.period
+        if self.last is not None and (j - 1) % self.period % self.block:   # time draw j-1 (not a block start)
+            self.times[self.last_mode].append(now - self.last)
+        if phase == 0:
+            self.times = {False: [], True: []}
+        if phase < 2 * self.block:
+            mode = phase >= self.block
+        else:
+            mode = bool(self.times[True]) and (not self.times[False] or
+                                                np.median(self.times[True]) < np.median(self.times[False]))
+        self.last, self.last_mode = now, mode
+        return mode
+
+
+def _noisy_flats(flat: torch.Tensor, sigma: float, m: int, seed: int, overlap) -> Iterator[torch.Tensor]:
+    """Yield θ + σ·z_j for j = 0..m−1 in the noise order. When ``overlap(j)`` is true, draw j+1 is
+    computed in a background thread (streams keep their order) while the caller runs draw j. The two
+    work buffers are reused: a yielded tensor is valid until the next one is asked for."""
     threads = min(GaussianNoise.STREAMS, torch.get_num_threads()) if flat.device.type == "cpu" else 1
     noise = GaussianNoise(flat.numel(), seed, flat.device, threads)
-    bufs = [torch.empty_like(flat) for _ in range(2 if overlap else 1)]
+    bufs = [torch.empty_like(flat) for _ in range(2)]
+    producer = pending = None
 
     def fill(buf):
         return noise.fill(buf).mul_(sigma).add_(flat)   # (σ·z) + θ: the reference's two roundings
 
     try:
-        if not overlap:
-            for _ in range(m):
-                yield fill(bufs[0])
-            return
-        with ThreadPoolExecutor(1) as producer:
-            nxt = producer.submit(fill, bufs[0])
-            for j in range(m):
-                cur = nxt.result()
-                if j + 1 < m:
-                    nxt = producer.submit(fill, bufs[(j + 1) % 2])
-                yield cur
+        for j in range(m):
+            cur = pending.result() if pending is not None else fill(bufs[j % 2])
+            pending = None
+            if overlap(j) and j + 1 < m:
+                producer = producer or ThreadPoolExecutor(1)
+                pending = producer.submit(fill, bufs[(j + 1) % 2])
+            elif producer is not None:          # let the thread (and its OpenMP team) go
+                producer.shutdown()
+                producer = None
+            yield cur
     finally:
+        if producer is not None:
+            producer.shutdown()                 # waits for a pending fill
         noise.close()
 
 
@@ -226,15 +261,18 @@ def noisy_votes(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
     model itself is never written (its parameters stay bit-identical) and no model is copied;
     memory is at most three flat parameter vectors whatever m is. Labels ``y`` add the per-draw
     matching rates used by median smoothing. On the CPU the noise slices are drawn in parallel
-    threads and ``overlap`` (default: on for the CPU) prepares draw j+1 in a background thread
-    while draw j's forward pass runs; on a CPU shared with other jobs this also makes libgomp
-    throttle its spin-waiting, which speeds the forward passes up. Deterministic given ``seed`` on
-    a given device (whatever the thread count), and equal draw for draw to :func:`reference_votes`.
+    threads, and ``overlap=True`` prepares draw j+1 in a background thread while draw j's forward
+    pass runs; the default (None) decides by measured speed on the CPU (:class:`_OverlapChooser`)
+    and never overlaps on a GPU. Deterministic given ``seed`` on a given device (whatever the
+    thread count or overlap), and equal draw for draw to :func:`reference_votes`.
     """
     sigma, m, device, x, y = _prepare(model, x, y, sigma, m, seed, device)
     names, shapes, flat = _flat_parameters(model)
     sizes = [s.numel() for s in shapes]
-    overlap = device.type == "cpu" if overlap is None else bool(overlap)
+    if overlap is None:
+        overlap = _OverlapChooser() if device.type == "cpu" else (lambda j: False)
+    elif not callable(overlap):
+        overlap = (lambda j, on=bool(overlap): on)
     chunks = [x] if batch_size is None else list(torch.split(x, batch_size))
     tally = _Tally(len(x), m, y, device)
     was_training = model.training
