@@ -199,6 +199,10 @@ summary = (main.groupby(["net", "size"])
                 acc_median=("acc", "median"), drop_median=("drop", "median"),
                 drop_mean=("drop", "mean"), extracted=("extracted", "mean"))
            .round(3))
+PAPER_DROP = {("MLP", 20): 0.4, ("MLP", 100): 0.8, ("IRNN", 20): 0.0, ("IRNN", 100): 0.0,
+              ("CNN", 20): 0.14}   # Fig. 4 text ("nearly no degradation" for the IRNN) and §4.2
+summary["paper drop_mean"] = [PAPER_DROP.get(i, np.nan) for i in summary.index]
+summary = summary.rename(columns=lambda c: c if c.startswith("paper") else f"{c} ({profile})")
 glue("marking", summary)
 summary
 
@@ -284,13 +288,16 @@ for eps in P["fp_eps"]:
         for i, m in enumerate(unmarked[net], 1):
             ex = F.extract(m.model, key)
             fp_rows.append(dict(eps=eps, net=net, model=i, mismatches=ex.mismatches,
-                                p_value=ex.p_value, false_positive=ex.success, note=""))
+                                p_value=ex.p_value, false_positive=int(ex.success), note=""))
 fp = pd.DataFrame(fp_rows)
 fp_table = (fp.groupby(["eps", "net"]).agg(models=("model", "count"),
                                            false_positives=("false_positive", "sum"),
                                            min_mismatches=("mismatches", "min"),
                                            median_mismatches=("mismatches", "median"))
             .unstack("net"))
+fp_table = fp_table.rename(columns=lambda c: f"{c} ({profile})", level=0)
+fp_table[("paper (Fig. 6)", "all")] = [{0.025: "some", 0.1: "some", 0.5: "none"}.get(e, "—")
+                                       for e in fp_table.index]
 glue("false_positives", fp_table)
 fp_table
 
@@ -376,12 +383,14 @@ def robustness(attack, rates, make, paper):
 
 
 pruning = robustness("prune", P["prune_rates"], lambda m, r: attacks.prune(m.model, r), PAPER_PRUNE)
-glue("pruning", pruning)
+OURS = {c: f"{c} ({profile})" for c in ("markings", "removed", "stdev", "extraction rate",
+                                       "accuracy after", "plausible (≥ 0.95)")}
+glue("pruning", pruning.rename(columns=OURS))
 pruning
 
 # %%
 svd = robustness("svd", P["svd_rates"], lambda m, r: attacks.svd_compress(m.model, r), PAPER_SVD)
-glue("svd", svd)
+glue("svd", svd.rename(columns=OURS))
 svd
 
 # %%
@@ -405,7 +414,7 @@ overwriting = pd.DataFrame([{
     "paper removed": PAPER_OVERWRITE[net][0], "paper stdev": PAPER_OVERWRITE[net][1],
     "paper extraction rate": PAPER_OVERWRITE[net][2],
     "paper accuracy after": PAPER_OVERWRITE[net][3]} for net in NETS]).set_index("net").round(3)
-glue("overwriting", overwriting)
+glue("overwriting", overwriting.rename(columns=OURS))
 overwriting
 
 # %%
