@@ -35,6 +35,7 @@ def best_rates(fns: dict, draws: int, repeats: int) -> dict:
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
         for key, fn in fns.items():
+            time.sleep(0.2)                      # let the previous variant's threads go idle
             t0 = time.perf_counter()
             fn()
             if torch.cuda.is_available():
@@ -75,8 +76,8 @@ def bench(name: str, dataset: str, shape, args) -> tuple[float, float]:
                                          device=device)
     engine(None), forward_only(model, x, 3)                  # warm-up
     a = best_rates({"a": lambda: per_point_loop(model, x, args.m_loop)}, args.m_loop, 1)["a"]
-    rates = best_rates({"b": lambda: engine(None), "off": lambda: engine(False), "on": lambda: engine(True),
-                        "c": lambda: forward_only(model, x, args.m_engine)}, args.m_engine, args.repeats)
+    rates = best_rates({"c": lambda: forward_only(model, x, args.m_engine), "b": lambda: engine(None),
+                        "off": lambda: engine(False), "on": lambda: engine(True)}, args.m_engine, args.repeats)
     b, c = rates["b"], rates["c"]
     params = sum(p.numel() for p in model.parameters())
     print(f"{name} on {dataset} ({params:,} parameters, {N_IMAGES} images {'x'.join(map(str, shape))}, {device}):")
