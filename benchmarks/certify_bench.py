@@ -72,15 +72,17 @@ def bench(name: str, dataset: str, shape, args) -> tuple[float, float]:
     model = build_model(name, dataset).to(device).eval()
     x = torch.rand(N_IMAGES, *shape, device=device)
     y = torch.randint(0, 10, (N_IMAGES,), device=device)
-    engine = lambda overlap: noisy_votes(model, x, y, sigma=SIGMA, m=args.m_engine, overlap=overlap,
-                                         device=device)
-    engine(None), forward_only(model, x, 3)                  # warm-up
+    engine = lambda overlap, m=args.m_engine: noisy_votes(model, x, y, sigma=SIGMA, m=m, overlap=overlap,
+                                                          device=device)
+    engine(None, 3), forward_only(model, x, 3)               # warm-up
     a = best_rates({"a": lambda: per_point_loop(model, x, args.m_loop)}, args.m_loop, 1)["a"]
-    rates = best_rates({"c": lambda: forward_only(model, x, args.m_engine), "b": lambda: engine(None),
-                        "off": lambda: engine(False), "on": lambda: engine(True)}, args.m_engine, args.repeats)
+    variants = {"c": lambda: forward_only(model, x, args.m_engine), "b": lambda: engine(None),
+                "off": lambda: engine(False), "on": lambda: engine(True)}
+    rates = best_rates(variants, args.m_engine, args.repeats)
     b, c = rates["b"], rates["c"]
     params = sum(p.numel() for p in model.parameters())
-    print(f"{name} on {dataset} ({params:,} parameters, {N_IMAGES} images {'x'.join(map(str, shape))}, {device}):")
+    size = "x".join(map(str, shape))
+    print(f"{name} on {dataset} ({params:,} parameters, {N_IMAGES} images {size}, {device}):")
     print(f"  (a)  per-point loop  {a:8.2f} draws/s  ({1e3 / a:7.1f} ms/draw, m={args.m_loop})")
     print(f"  (b)  engine          {b:8.2f} draws/s  ({1e3 / b:7.1f} ms/draw, m={args.m_engine})")
     for key in ("off", "on"):
@@ -92,13 +94,14 @@ def bench(name: str, dataset: str, shape, args) -> tuple[float, float]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--m-engine", type=int, default=40, help="draws per timed block (engine, forward passes)")
+    ap.add_argument("--m-engine", type=int, default=128,
+                    help="draws per timed block (engine, forward passes)")
     ap.add_argument("--m-loop", type=int, default=3, help="draws timed for the per-point loop")
-    ap.add_argument("--repeats", type=int, default=3, help="timed blocks per variant; the best is kept")
-    ap.add_argument("--quick", action="store_true", help="m-engine 20, m-loop 1, repeats 2")
+    ap.add_argument("--repeats", type=int, default=2, help="timed blocks per variant; the best is kept")
+    ap.add_argument("--quick", action="store_true", help="m-engine 32, m-loop 1, repeats 1")
     args = ap.parse_args()
     if args.quick:
-        args.m_engine, args.m_loop, args.repeats = 20, 1, 2
+        args.m_engine, args.m_loop, args.repeats = 32, 1, 1
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     mnist = bench("mnist_cnn", "mnist", (1, 28, 28), args)
     bench("cifar_cnn", "cifar10", (3, 32, 32), args)

@@ -16,11 +16,11 @@ Both only need, per noisy draw, the labels of the whole IP set under θ + ε, so
 pass (:func:`noisy_votes`) serves both: m forward passes of an n-image batch.
 
 **Noise order** (what a seed means). Draw j takes one flat standard-normal vector z_j of length
-P = Σ numel over ``model.parameters()`` (in that order), the j-th vector of
-:class:`GaussianNoise` (8 fixed slices, each from its own seeded ``torch.Generator`` on the
-model's device), computes ``σ·z_j`` (one rounding) and adds it to the flat copy of θ (a second
-rounding); parameter k is the k-th consecutive piece. :func:`reference_votes` spells this out
-with a deep copy per draw; the engine reproduces it bit for bit.
+P = Σ numel over ``model.parameters()`` (in that order), ``torch.randn(P, generator=g)`` with one
+``torch.Generator`` on the model's device seeded with ``seed``, computes ``σ·z_j`` (one rounding)
+and adds it to the flat copy of θ (a second rounding); parameter k is the k-th consecutive piece.
+:func:`reference_votes` spells this out with a deep copy per draw; the engine reproduces it bit
+for bit.
 """
 from __future__ import annotations
 
@@ -152,43 +152,6 @@ class _Tally:
         return Votes(self.counts.cpu().numpy(), match, sigma, m, seed)
 
 
-class GaussianNoise:
-    """The noise order: z_j ∈ R^P, the j-th standard-normal vector of a seed (module docstring).
-
-    z_j is cut into ``STREAMS`` fixed contiguous slices (slice s = [⌊sP/S⌋, ⌊(s+1)P/S⌋)); slice s is
-    drawn by ``torch.randn`` from its own ``torch.Generator`` on the device, seeded with word s of
-    ``numpy.random.SeedSequence(seed).generate_state(S, uint64)``. Independent streams let the CPU
-    fill the slices in parallel threads (Mersenne-Twister generation is serial and is most of the
-    cost of a draw besides the forward pass) while the values depend on the seed alone, never on
-    the number of threads.
-    """
-
-    STREAMS = 8
-
-    def __init__(self, numel: int, seed: int, device: torch.device, threads: int = 1):
-        words = np.random.SeedSequence(seed).generate_state(self.STREAMS, np.uint64)
-        self.gens = [torch.Generator(device=device).manual_seed(int(w)) for w in words]
-        self.bounds = [numel * s // self.STREAMS for s in range(self.STREAMS + 1)]
-        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
-
-    def _fill(self, s: int, out: torch.Tensor):
-        piece = out[self.bounds[s]:self.bounds[s + 1]]
-        torch.randn(piece.shape, generator=self.gens[s], out=piece)
-
-    def fill(self, out: torch.Tensor) -> torch.Tensor:
-        """Write the next z_j into the flat buffer ``out`` (length P) and return it."""
-        if self.pool is None:
-            for s in range(self.STREAMS):
-                self._fill(s, out)
-        else:
-            list(self.pool.map(self._fill, range(self.STREAMS), [out] * self.STREAMS))
-        return out
-
-    def close(self):
-        if self.pool is not None:
-            self.pool.shutdown()
-
-
 class _OverlapChooser:
     """Per draw, whether to prepare the next draw in a background thread, chosen by measured speed.
 
@@ -225,13 +188,13 @@ def _noisy_flats(flat: torch.Tensor, sigma: float, m: int, seed: int, overlap) -
     """Yield θ + σ·z_j for j = 0..m−1 in the noise order. When ``overlap(j)`` is true, draw j+1 is
     computed in a background thread (streams keep their order) while the caller runs draw j. The two
     work buffers are reused: a yielded tensor is valid until the next one is asked for."""
-    threads = min(GaussianNoise.STREAMS, torch.get_num_threads()) if flat.device.type == "cpu" else 1
-    noise = GaussianNoise(flat.numel(), seed, flat.device, threads)
+    gen = torch.Generator(device=flat.device).manual_seed(seed)
     bufs = [torch.empty_like(flat) for _ in range(2)]
     producer = pending = None
 
     def fill(buf):
-        return noise.fill(buf).mul_(sigma).add_(flat)   # (σ·z) + θ: the reference's two roundings
+        torch.randn(flat.shape, generator=gen, out=buf)
+        return buf.mul_(sigma).add_(flat)   # (σ·z) + θ: the reference's two roundings
 
     try:
         for j in range(m):
@@ -247,7 +210,6 @@ def _noisy_flats(flat: torch.Tensor, sigma: float, m: int, seed: int, overlap) -
     finally:
         if producer is not None:
             producer.shutdown()                 # waits for a pending fill
-        noise.close()
 
 
 def noisy_votes(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, sigma: float,
@@ -255,16 +217,16 @@ def noisy_votes(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
                 overlap: bool | None = None, progress: bool = False) -> Votes:
     """Votes of m noisy models θ + ε_j, ε_j ~ N(0, σ²I) on all parameters, on the IP set (IPCert §4.3).
 
-    Streaming: each draw fills one reused flat buffer with θ + σ·z_j and classifies the whole IP set
+    Streaming: each draw writes θ + σ·z_j into a reused flat buffer and classifies the whole IP set
     ``x`` (uint8 or float images, n at once or ``batch_size`` at a time) through
     ``torch.func.functional_call`` with views of that buffer, in eval mode without gradients. The
     model itself is never written (its parameters stay bit-identical) and no model is copied;
-    memory is at most three flat parameter vectors whatever m is. Labels ``y`` add the per-draw
-    matching rates used by median smoothing. On the CPU the noise slices are drawn in parallel
-    threads, and ``overlap=True`` prepares draw j+1 in a background thread while draw j's forward
-    pass runs; the default (None) decides by measured speed on the CPU (:class:`_OverlapChooser`)
-    and never overlaps on a GPU. Deterministic given ``seed`` on a given device (whatever the
-    thread count or overlap), and equal draw for draw to :func:`reference_votes`.
+    memory is three flat parameter vectors whatever m is. Labels ``y`` add the per-draw matching
+    rates used by median smoothing. The P Gaussians of a draw are its main cost besides the
+    forward pass; ``overlap=True`` draws them for j+1 in a background thread while draw j's
+    forward pass runs, ``False`` in line; the default (None) chooses by measured speed on the CPU
+    (:class:`_OverlapChooser`) and never overlaps on a GPU. Deterministic given ``seed`` on a
+    given device, whatever the overlap, and equal draw for draw to :func:`reference_votes`.
     """
     sigma, m, device, x, y = _prepare(model, x, y, sigma, m, seed, device)
     names, shapes, flat = _flat_parameters(model)
@@ -299,12 +261,13 @@ def reference_votes(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
     must reproduce exactly.
     """
     sigma, m, device, x, y = _prepare(model, x, y, sigma, m, seed, device)
-    first = next(model.parameters())
-    stream = GaussianNoise(sum(p.numel() for p in model.parameters()), seed, device)
+    total = sum(p.numel() for p in model.parameters())
+    dtype = next(model.parameters()).dtype
+    gen = torch.Generator(device=device).manual_seed(seed)
     tally = _Tally(len(x), m, y, device)
     with torch.no_grad():
         for j in range(m):
-            noise = stream.fill(torch.empty(stream.bounds[-1], dtype=first.dtype, device=device)) * sigma
+            noise = torch.randn(total, generator=gen, dtype=dtype, device=device) * sigma
             noisy = copy.deepcopy(model).eval()
             offset = 0
             for p in noisy.parameters():
@@ -344,7 +307,8 @@ def majority_certificate(counts, sigma: float, alpha: float = 0.001) -> Certific
     sigma, alpha = _check_sigma(sigma), _check_alpha(alpha)
     counts = np.asarray(counts)
     if counts.ndim != 2 or counts.shape[1] < 2 or not np.issubdtype(counts.dtype, np.integer):
-        raise ValueError(f"counts must be an integer array [n, |Y|] with |Y| >= 2; got {counts.dtype} {counts.shape}")
+        raise ValueError("counts must be an integer array [n, |Y|] with |Y| >= 2; "
+                         f"got {counts.dtype} {counts.shape}")
     m = counts.sum(1)
     if np.any(counts < 0) or np.any(m <= 0) or np.any(m != m[0]):
         raise ValueError("counts must be >= 0 with the same positive number of draws m in every row")
