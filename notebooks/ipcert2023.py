@@ -238,6 +238,7 @@ nonstolen = [train(replace(cfg, epochs=P["nonstolen_epochs"], seed=seed + i), pr
              for i in range(1, P["nonstolen"] + 1)]
 ips = {"watermark": trigger, "fingerprint": fp}
 ns_mr = {kind: np.array([accuracy(m.model, ip.x, ip.y) for m in nonstolen]) for kind, ip in ips.items()}
+LOW_MR = E["max_nonstolen_mr"]        # what "low" means for a non-stolen model's MR
 t1_rows = []
 for kind in ips:
     for stat, fn, j in (("median", np.median, 0), ("maximum", np.max, 1)):
@@ -245,8 +246,7 @@ for kind in ips:
         t1_rows.append(Row(f"non-stolen MR, {kind}, {stat}", ours, paper, unit="MR",
                            note=f"{len(nonstolen)} models (paper 50); test acc "
                                 f"{np.mean([evaluate(m, evalset) for m in nonstolen]):.3f} on average",
-                           status=status(ours, paper, 0.05,
-                                                 ours <= E["max_nonstolen_mr"])))
+                           status=status(ours, paper, 0.05, ours <= LOW_MR)))
 table1 = comparison(t1_rows, profile)
 glue("table1", table1)
 
@@ -401,8 +401,7 @@ for kind in ips:
             t3_rows.append(Row(f"non-stolen smoothed MR, {kind}, {fw}, {stat}", ours, paper, unit="MR",
                                note=f"{len(nonstolen)} models, m = {P['m_mr']:,}" if paper is not None
                                else "Table 3 is for CIFAR-10 only",
-                               status=status(ours, paper, 0.05,
-                                                     ours <= E["max_nonstolen_mr"])))
+                               status=status(ours, paper, 0.05, ours <= LOW_MR)))
 table3 = comparison(t3_rows, profile)
 glue("table3", table3)
 
@@ -461,7 +460,8 @@ glue("fig4_table", fig4_table)
 # α only changes the confidence bounds, so its sweep reuses the main votes. The m sweep reads the
 # first m′ draws of the same noise sequence (the engine's draws for a seed do not depend on m). The
 # σ sweep certifies the same targets at other noise levels (`m_curve` draws; the models are not
-# retrained for each σ).
+# retrained for each σ). The table also gives MS's mean CMR from the same votes, so it shows at
+# which σ and m majority voting certifies more than median smoothing on this model.
 
 # %%
 def ipcert_curve(v, ip, sigma, alpha=P["alpha"]):
@@ -478,14 +478,16 @@ for row, kind in enumerate(ips):
         sweep_rows.append(dict(ip=kind, parameter="α", value=a, mean_cmr=float(np.mean(c))))
     for m in sorted(set(P["m_sweep"]) | {P["m"]}):
         v = main_votes[kind] if m == P["m"] else votes(target, ip, s, m)
-        c = ipcert_curve(v, ip, s)
-        axes[row, 1].plot(grid(s), c, label=f"m = {m:,}")
-        sweep_rows.append(dict(ip=kind, parameter="m", value=m, mean_cmr=float(np.mean(c))))
+        both = I.cmr_curves(v, ip.y, grid(s), P["alpha"])
+        axes[row, 1].plot(grid(s), both["IPCert"], label=f"m = {m:,}")
+        sweep_rows.append(dict(ip=kind, parameter="m", value=m, mean_cmr=float(np.mean(both["IPCert"])),
+                               mean_cmr_ms=float(np.mean(both["MS"]))))
     for sig in P[f"sigma_sweep_{'wm' if kind == 'watermark' else 'fp'}"]:
-        c = ipcert_curve(votes(target, ip, sig, P["m_curve"]), ip, sig)
-        axes[row, 2].plot(grid(sig), c, label=f"σ = {sig:g}")
-        sweep_rows.append(dict(ip=kind, parameter="σ", value=sig, mean_cmr=float(np.mean(c)),
-                               largest_R_cmr_half=I.largest_radius(grid(sig), c, 0.5)))
+        both = I.cmr_curves(votes(target, ip, sig, P["m_curve"]), ip.y, grid(sig), P["alpha"])
+        axes[row, 2].plot(grid(sig), both["IPCert"], label=f"σ = {sig:g}")
+        sweep_rows.append(dict(ip=kind, parameter="σ", value=sig, mean_cmr=float(np.mean(both["IPCert"])),
+                               mean_cmr_ms=float(np.mean(both["MS"])),
+                               largest_R_cmr_half=I.largest_radius(grid(sig), both["IPCert"], 0.5)))
     for col, title in enumerate(("α", "m", "σ")):
         axes[row, col].set(title=f"{kind}: varying {title}", xlabel="R (ℓ2)", ylim=(-0.03, 1.03))
         axes[row, col].legend(fontsize=7)
@@ -494,8 +496,10 @@ fig.suptitle(f"Figs. 6 and 7: α, m and σ, {dataset} (profile {profile})")
 fig.tight_layout()
 glue("fig_sweeps", fig)
 plt.close(fig)
-sweeps = pd.DataFrame(sweep_rows).set_index(["ip", "parameter", "value"]).round(3)
-sweeps.columns.name = f"ours ({profile}); σ rows: m = {P['m_curve']:,}"
+sweeps = (pd.DataFrame(sweep_rows).set_index(["ip", "parameter", "value"])
+          .rename(columns={"mean_cmr": "mean CMR over R, IPCert", "mean_cmr_ms": "mean CMR over R, MS",
+                           "largest_R_cmr_half": "largest R with CMR ≥ 0.5 (IPCert)"}).round(3))
+sweeps.columns.name = f"ours ({profile}); σ rows: m = {P['m_curve']:,}; R grid 0–3.2σ"
 glue("sweeps", sweeps)
 
 # %% [markdown]
@@ -544,9 +548,9 @@ check("clean test accuracy", clean_acc >= E["min_clean_acc"], f"{clean_acc:.3f} 
       E["min_clean_acc"])
 check("noise-trained watermark MR (no smoothing)", wm_mr >= E["min_wm_trigger"],
       f"{wm_mr:.2f} (≥ {E['min_wm_trigger']})", E["min_wm_trigger"])
-check("non-stolen MR stays low", all(ns_mr[k].max() <= E["max_nonstolen_mr"] for k in ips),
-      ", ".join(f"{k} max {ns_mr[k].max():.2f}" for k in ips) + f" (≤ {E['max_nonstolen_mr']})",
-      E["max_nonstolen_mr"])
+for kind, key in (("watermark", "max_nonstolen_mr"), ("fingerprint", "max_nonstolen_mr_fp")):
+    check(f"{kind}: non-stolen MR stays low", ns_mr[kind].max() <= target(key, 0.3),
+          f"max {ns_mr[kind].max():.2f} over {len(nonstolen)} models (≤ {target(key, 0.3)})", E[key])
 for kind in ips:
     check(f"{kind}: PGD removes it within a fraction of the fine-tuning drift",
           r_remove[kind] <= E["max_pgd_to_drift"] * drift[kind],

@@ -159,7 +159,7 @@ def candidates(net, eps, norm="linf", source=None):
     k = (net, eps, norm, source is None)
     if k not in cands:
         src = pool if source is None else source
-        cands[k] = F.adversaries(base[net].model, src.x, src.y, eps, norm)
+        cands[k] = F.cached_adversaries(base[net], src, eps, norm)
     return cands[k]
 
 

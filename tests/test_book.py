@@ -43,6 +43,19 @@ def test_frontier_page_pastes_every_table_and_figure(site):
         assert (site / "book" / src).resolve().exists(), f"broken image {src}"
 
 
+def test_ipcert_page_pastes_every_table_and_figure_for_each_dataset(site):
+    html = (site / "book" / "ipcert2023.html").read_text()
+    assert html.count("Produced at profile smoke") == 2                  # one banner per tab
+    assert html.count("paper ℓ2") >= 2                                   # Table 2, paper beside ours
+    assert html.count("ours (smoke)") >= 2 * 2                           # Tables 1 and 3 per tab
+    for label in ("IPCert", "MS", "largest R/σ with CMR = 1"):
+        assert label in html, label
+    imgs = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert len(imgs) >= 2 * 5                              # Figs. 1, 2/5, 3, 4, 6/7 in both tabs
+    for src in imgs:
+        assert (site / "book" / src).resolve().exists(), f"broken image {src}"
+
+
 def test_summary_table_is_filled_from_results(site):
     html = (site / "book" / "index.html").read_text()
     rows = re.findall(r"<tr[^>]*>\s*<td[^>]*>\s*(?:<p>)?adi2018", html)

@@ -54,10 +54,22 @@ def test_fgsm_stays_in_range_and_moves_by_eps():
 
 @needs_mnist
 def test_key_is_half_true_half_false_adversaries(model_cache):
-    model = train(TrainConfig("mlp", "mnist", epochs=1, lr=0.05, n_train=3000), progress=False).model
+    base = train(TrainConfig("mlp", "mnist", epochs=1, lr=0.05, n_train=3000), progress=False)
+    model = base.model
     s = D.splits("mnist", n_attack=1000)
     key = frontier.make_key(model, s.attack.x, s.attack.y, size=20, eps=0.1, seed=0)
     assert len(key) == 20 and int(key.true_adversary.sum()) == 10
+    # cached candidates: the same adversaries, read back from disk the second time
+    fresh = frontier.adversaries(model, s.attack.x, s.attack.y, 0.1)
+    first = frontier.cached_adversaries(base, s.attack, 0.1)
+    assert len(list((model_cache / "candidates").glob("*.pt"))) == 1
+    second = frontier.cached_adversaries(base, s.attack, 0.1)
+    for c in (first, second):
+        assert torch.equal(c.x, fresh.x) and torch.equal(c.true_adversary, fresh.true_adversary)
+        assert torch.equal(c.source_index, fresh.source_index) and c.eps == 0.1 and c.norm == "linf"
+    assert torch.equal(second.key(20, seed=0).x, key.x)
+    frontier.cached_adversaries(base, s.attack, 0.25)
+    assert len(list((model_cache / "candidates").glob("*.pt"))) == 2       # ε is part of the key
     src = D.to_float(s.attack.x[key.source_index])
     assert (predict(model, src) == key.y).all()                      # sources classified right
     wrong = predict(model, key.x) != key.y

@@ -3,11 +3,13 @@ memorises 20 random IP images: seconds in all, no dataset needed."""
 import copy
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from wmlib import attacks as A
+from wmlib import certify as C
 from wmlib import data as D
 from wmlib import train as T
 from wmlib.cache import key_hash
@@ -194,3 +196,72 @@ def test_distillation_drifts_from_the_teacher_and_is_cached(model_cache, target)
     assert again.record["cache_hit"] and I.l2_distance(again.model, student.model) == 0.0
     with pytest.raises(ValueError, match="temperature="):
         A.distill(base, VAL, epochs=1, lr=0.05, temperature=0.0)
+
+
+# ----------------------------------------------------------------------------- soundness (§4, Eq. 5-6)
+SIGMA, M_CERT, M_CHECK = 0.6, 2000, 1000
+
+
+@pytest.fixture(scope="module")
+def smoothed_target():
+    """The tiny model trained with noise (σ = 0.2), smoothed at σ = 0.6 where its votes are far from
+    unanimous (MS's per-draw MR has median 0.6), with the votes of m = 2,000 draws."""
+    model = fit_tiny(I.NoiseTraining(IP, 0.2, draws=4))
+    return model, C.noisy_votes(model, IP.x, IP.y, sigma=SIGMA, m=M_CERT, seed=0)
+
+
+def after_pgd(model, radius, **attack):
+    """Alg. 1 at ‖δ‖₂ ≤ R, then the smoothed model θ + δ from fresh noise: (IPCert MR, MS median MR)."""
+    moved, norm = I.worst_case_perturbation(model, IP.x, IP.y, VAL.x, VAL.y, radius=radius, lr=1.0,
+                                            iters=40, val_batch=100, seed=0, **attack)
+    assert norm <= radius + 1e-4
+    if "noise_sigma" in attack:       # the adaptive attack uses all of its budget; the paper's barely
+        assert norm == pytest.approx(radius, abs=1e-4)      # moves (IP cross-entropy 0 in float32)
+    v = C.noisy_votes(moved, IP.x, IP.y, sigma=SIGMA, m=M_CHECK, seed=1000)
+    return C.matching_rate(v.labels, IP.y.numpy()), v.median_match
+
+
+# the paper's PGD, and the adaptive one on the smoothed model (margin loss averaged over 8 draws)
+ATTACKS = {"Alg. 1": dict(lam=1.0), "adaptive": dict(lam=1.0, ip_loss="margin", noise_sigma=SIGMA,
+                                                     noise_draws=8)}
+
+
+def test_pgd_never_breaks_the_certified_matching_rate(smoothed_target):
+    """The certificate's promise against the attack it is meant to stop: PGD at radius R leaves the
+    smoothed MR of θ + δ at or above CMR(R) (IPCert, Eq. 6) and the median MR at or above MS's bound.
+    Measured (m = 2,000 / 1,000): CMR 1.0 / 0.85 at R = 0.15 / 0.3 and 0 from 0.6 (largest radius
+    0.48); MS 0.55 / 0.50 / 0.45 / 0.35 at R = 0.15 / 0.3 / 0.6 / 1.2 against a median after the
+    adaptive attack of 0.55 / 0.55 / 0.55 / 0.45, which at R = 2.4 (4σ) brings IPCert's MR to 0.05."""
+    model, votes = smoothed_target
+    y = IP.y.numpy()
+    cert = C.majority_certificate(votes.counts, SIGMA, alpha=0.001)
+    assert C.matching_rate(votes.labels, y) == 1.0
+    assert C.certified_matching_rate(cert, y, 0.3) >= 0.5              # CMR is far from trivial ...
+    assert C.median_certificate(votes.draw_match, SIGMA, 1.2, alpha=0.001) >= 0.25   # ... and MS's
+    for radius in (0.15, 0.3, 0.6, 1.2):
+        cmr = C.certified_matching_rate(cert, y, radius)
+        ms = C.median_certificate(votes.draw_match, SIGMA, radius, alpha=0.001)
+        for name, attack in ATTACKS.items():
+            ipcert_mr, median_mr = after_pgd(model, radius, **attack)
+            assert ipcert_mr >= cmr, (name, radius, ipcert_mr, cmr)
+            assert median_mr >= ms, (name, radius, median_mr, ms)
+    # the adaptive attack is not idle: at 4σ it removes the smoothed watermark
+    assert after_pgd(model, 4 * SIGMA, **ATTACKS["adaptive"])[0] <= 0.5
+
+
+def test_pgd_input_errors(target):
+    with pytest.raises(ValueError, match="ip_loss="):
+        I.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, radius=1.0, ip_loss="hinge")
+    with pytest.raises(ValueError, match="noise_draws="):
+        I.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, radius=1.0, noise_sigma=0.1,
+                                  noise_draws=0)
+
+
+def test_two_label_votes_certify_only_above_one_half():
+    """With two labels p̄_B = 1 − p̲_A exactly, so Lemma 4.1's p̲_A > p̄_B reads p̲_A > 1/2."""
+    m = 1000
+    counts = np.array([[a, m - a] + [0] * 8 for a in range(500, 1001, 5)], dtype=np.int64)
+    cert = C.majority_certificate(counts, sigma=1.0, alpha=0.001)
+    assert np.allclose(cert.p_upper, 1 - cert.p_lower, atol=1e-9)
+    assert np.array_equal(cert.radius > 0, cert.p_lower > 0.5)
+    assert (cert.p_lower <= 0.5).any() and (cert.p_lower > 0.5).any()     # both sides are exercised

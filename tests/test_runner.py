@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from wmlib import profiles, results, runner
@@ -50,3 +52,18 @@ def test_status_of_a_number():
     assert results.status(98.9, None, tolerance=2, holds=True) == "not in paper"
     with pytest.raises(ValueError, match="status="):
         Row("x", 1.0, status="done")
+
+
+def test_failed_notebook_is_kept_aside_not_published(tmp_path, monkeypatch):
+    import papermill
+
+    def fail_midway(nb, path, **kw):
+        Path(path).write_text("{}")                 # papermill writes as it goes, then a cell raises
+        raise RuntimeError("cell 12 raised")
+
+    monkeypatch.setattr(papermill, "execute_notebook", fail_midway)
+    with pytest.raises(RuntimeError, match="cell 12"):
+        runner.execute("adi2018", "mnist", "smoke", tmp_path)
+    assert (tmp_path / "adi2018-mnist.failed.ipynb").exists()
+    assert not (tmp_path / "adi2018-mnist.ipynb").exists()              # nothing for the book
+    assert not list(tmp_path.glob(".*part*"))

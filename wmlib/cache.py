@@ -85,3 +85,19 @@ def memo(kind: str, key: dict, compute: Callable[[], object]):
     value = compute()
     atomic_write_json({"key": key, "value": value}, path)
     return value
+
+
+def memo_tensors(kind: str, key: dict, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """A dict of tensors from ``compute()``, cached under ``<kind>/<hash>.pt`` (read back with
+    ``weights_only=True``) with its key in ``<kind>/<hash>.json``, written last."""
+    h = key_hash(key)
+    pt, js = cache_dir() / kind / f"{h}.pt", cache_dir() / kind / f"{h}.json"
+    if pt.exists() and js.exists():
+        return torch.load(pt, map_location="cpu", weights_only=True)
+    value = compute()
+    if not isinstance(value, dict) or not all(isinstance(v, torch.Tensor) for v in value.values()):
+        raise TypeError(f"memo_tensors({kind!r}) needs a dict of tensors from compute(); got {type(value)}")
+    value = {k: v.detach().cpu() for k, v in value.items()}
+    atomic_save(value, pt)
+    atomic_write_json({"key": key}, js)
+    return value

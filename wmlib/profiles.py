@@ -165,17 +165,26 @@ def _ipcert(**kw) -> dict:
 # smoke: sanity bounds only (seconds of training learn little); cpu / paper: the paper's claims
 # A target of None: measured and shown, not asserted, at that profile.
 _IPCERT_SMOKE_EXPECT = dict(min_clean_acc=0.1, min_wm_trigger=0.0, max_nonstolen_mr=1.0,
-                            max_pgd_to_drift=float("inf"), pgd_removed_mr=0.2,
+                            max_nonstolen_mr_fp=1.0, max_pgd_to_drift=float("inf"), pgd_removed_mr=0.2,
                             min_ipcert_mr_minus_ms=-1.0, min_ipcert_minus_ms=-1.0,
                             min_noise_gain=-1.0, post_above_nonstolen=False)
-_IPCERT_EXPECT = dict(min_wm_trigger=0.9, max_nonstolen_mr=0.3, max_pgd_to_drift=0.5,
-                      pgd_removed_mr=0.2, min_ipcert_mr_minus_ms=0.0, min_ipcert_minus_ms=-0.02,
+_IPCERT_EXPECT = dict(min_wm_trigger=0.9, max_nonstolen_mr=0.3, max_nonstolen_mr_fp=0.3,
+                      max_pgd_to_drift=0.5, pgd_removed_mr=0.2, min_ipcert_mr_minus_ms=0.0, min_ipcert_minus_ms=-0.02,
                       min_noise_gain=0.02, post_above_nonstolen=True)
-# cpu: the paper's "IPCert's CMR at or above MS's" is measured, not asserted. On this CPU's CNN
-# (the Adi cpu-profile CIFAR-10 model, no noise training, m = 300) MS certified more than IPCert
-# beyond R ≈ σ: CMR gap averaged over R ∈ [0, 3.2σ] of −0.09 at σ = 0.02 and −0.18 at σ = 0.03
-# (the per-draw matching rates are concentrated, so their low quantiles stay high).
-_IPCERT_CPU_EXPECT = dict(_IPCERT_EXPECT, min_ipcert_minus_ms=None)
+# cpu: the paper's "IPCert's CMR at or above MS's" is measured, not asserted: it does not hold here.
+# Measured on the cpu runs (m = 1,000), CMR gap IPCert − MS averaged over R ∈ [0, 3.2σ]: watermark
+# −0.05 (MNIST) / −0.14 (CIFAR-10), fingerprint −0.03 / −0.03; IPCert certifies more below R ≈ σ
+# and less beyond, at every σ and m of the sweeps (CIFAR-10 watermark at σ = 0.06 and 0.1, m = 1,000:
+# −0.21 and −0.12). The per-draw matching rates MS smooths are concentrated (1st–99th percentile
+# 0.88–0.98 at σ = 0.03), so their low quantiles stay high. Training with noise at σ = 0.1 to reach
+# the paper's regime broke the MNIST model (test accuracy 0.16 after 2 epochs).
+# Nor is a low non-stolen MR on the *fingerprint*: IPGuard points (k = 5, from uniform noise) of the
+# MNIST CPU CNN transfer to CNNs trained independently on the same data. Measured on the cpu MNIST
+# run: MR 0.32 / 0.48 / 0.13 on the three 1-epoch non-stolen models and 0.57 on the 2-epoch
+# watermarked model (500 Adam steps instead of 200: the same; k = 2: 0.23 / 0.20 / 0.11; paper,
+# ResNet-18: median 0.02, max 0.11). The fingerprinted model's post-processed versions keep MR 1.0,
+# so the fingerprint still tells them apart; that check stays asserted.
+_IPCERT_CPU_EXPECT = dict(_IPCERT_EXPECT, min_ipcert_minus_ms=None, max_nonstolen_mr_fp=None)
 
 IPCERT2023 = {
     "smoke": {

@@ -8,7 +8,8 @@ import pandas as pd
 from .results import Row
 
 
-def _fmt(v, unit):
+def format_value(v, unit: str) -> str:
+    """A number as tables show it: one decimal for percentages, three significant digits else."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     return f"{v:.1f}" if unit == "%" else f"{v:.3g}"
@@ -20,9 +21,10 @@ def comparison(rows: list[Row], profile: str) -> pd.DataFrame:
     out = []
     for r in rows:
         gap = (r.ours - r.paper) if (r.ours is not None and r.paper is not None) else None
-        out.append({"quantity": r.quantity, "paper": _fmt(r.paper, r.unit), ours_col: _fmt(r.ours, r.unit),
-                    "gap": _fmt(gap, r.unit) if gap is not None else "—", "status": r.status or "—",
-                    "note": r.note})
+        out.append({"quantity": r.quantity, "paper": format_value(r.paper, r.unit),
+                    ours_col: format_value(r.ours, r.unit),
+                    "gap": format_value(gap, r.unit) if gap is not None else "—",
+                    "status": r.status or "—", "note": r.note})
     return pd.DataFrame(out).set_index("quantity")
 
 

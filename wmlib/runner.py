@@ -19,14 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import profiles, results
+from . import profiles, report, results
 from .cache import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = {"adi2018": ("mnist", "cifar10"), "lemerrer2020": ("mnist",)}  # (paper, dataset) in the book
+NOTEBOOKS = {"adi2018": ("mnist", "cifar10"), "lemerrer2020": ("mnist",),
+             "ipcert2023": ("mnist", "cifar10")}  # (paper, dataset) in the book
 # notebooks under way: tested at smoke (nbval) but neither run by `run` nor in the book until their
 # cpu profile has been run and checked (their pages wait in book/drafts/)
-DRAFTS = {"ipcert2023": ("mnist", "cifar10")}
+DRAFTS: dict[str, tuple[str, ...]] = {}
 EXECUTED = ROOT / "build" / "executed"
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 
@@ -60,11 +61,19 @@ def execute(paper: str, dataset: str, profile: str, out_dir: Path, *, prepare_on
         for stale in (out_dir / "results").glob(f"{paper}-{dataset}-*.json"):
             stale.unlink()       # a record from another profile would contradict the notebook
     tmp = out.with_name(f".{out.stem}.part.ipynb")
+    failed = out.with_name(f"{out.stem}.failed.ipynb")
+    failed.unlink(missing_ok=True)
     try:
         papermill.execute_notebook(nb, str(tmp), parameters=params, cwd=str(ROOT),
                                    kernel_name="python3", prepare_only=prepare_only,
                                    progress_bar=progress and not prepare_only)
         os.replace(tmp, out)
+    except Exception:
+        if tmp.exists():         # keep what ran, outside the book, for the reader to inspect
+            os.replace(tmp, failed)
+            print(f"[wmbook] {paper} / {dataset} failed; the partly executed notebook is {failed}",
+                  file=sys.stderr, flush=True)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -106,9 +115,9 @@ def prepare_smoke(out_dir: Path = ROOT / "build" / "smoke") -> list[Path]:
 
 def write_summary(executed_dir: Path) -> Path:
     """``summary.md``: one row per headline number of every executed notebook, from its results."""
-    fmt = (lambda v: "—" if v is None else f"{v:.1f}")
-    rows = [f"| {rec['paper']} | {rec['dataset']} | {r['quantity']} | {fmt(r['paper'])} "
-            f"| {fmt(r['ours'])} | {rec['profile']} | {r.get('status') or '—'} | {r['note']} |"
+    fmt = report.format_value                       # 1 decimal for %, 3 significant digits else
+    rows = [f"| {rec['paper']} | {rec['dataset']} | {r['quantity']} | {fmt(r['paper'], r.get('unit', '%'))} "
+            f"| {fmt(r['ours'], r.get('unit', '%'))} | {rec['profile']} | {r.get('status') or '—'} | {r['note']} |"
             for rec in results.read_all(Path(executed_dir) / "results") for r in rec["rows"]]
     head = ["| paper | dataset | quantity | paper's | ours | profile | status | note |",
             "|---|---|---|---|---|---|---|---|"]

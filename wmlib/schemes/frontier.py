@@ -20,7 +20,7 @@ from scipy import stats
 from torch import nn
 
 from .. import data as D
-from ..cache import load_or_create
+from ..cache import load_or_create, memo_tensors
 from ..device import default_device
 from ..train import Trained, fit, predict
 
@@ -114,6 +114,20 @@ def adversaries(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     idx = torch.nonzero(predict(model, x) == y).flatten()
     adv = fgsm(model, x[idx], y[idx], eps, norm)
     return Candidates(adv, y[idx].clone(), predict(model, adv) != y[idx], idx, eps, norm)
+
+
+def cached_adversaries(base: Trained, data: D.TensorData, eps: float, norm: str = "linf") -> Candidates:
+    """:func:`adversaries` of a cached model on ``data``, itself cached by the model's hash, the
+    data, ε, the norm and the device type (FGSM's rounding may differ across devices)."""
+    key = dict(kind="frontier-candidates", model=base.hash, data=data.fingerprint, eps=eps, norm=norm,
+               device=default_device().type)
+
+    def compute():
+        c = adversaries(base.model, data.x, data.y, eps, norm)
+        return {"x": c.x, "y": c.y, "true_adversary": c.true_adversary, "source_index": c.source_index}
+
+    t = memo_tensors("candidates", key, compute)
+    return Candidates(t["x"], t["y"], t["true_adversary"], t["source_index"], eps, norm)
 
 
 def make_key(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, eps: float,

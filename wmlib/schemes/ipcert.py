@@ -132,10 +132,20 @@ def parameter_norm(model: nn.Module) -> float:
     return float(sum((p.detach().cpu().double() ** 2).sum() for p in model.parameters())) ** 0.5
 
 
+def _margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean over points of max_{c≠y} Z_c − Z_y (positive once a point is misclassified)."""
+    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return (other - logits.gather(1, y[:, None]).squeeze(1)).mean()
+
+
+_IP_LOSSES = {"cross-entropy": F.cross_entropy, "margin": _margin_loss}
+
+
 def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.Tensor,
                             val_x: torch.Tensor, val_y: torch.Tensor, *, radius: float,
                             lam: float = 1.0, lr: float = 1e-3, iters: int = 1000,
-                            val_batch: int | None = None, seed: int = 0,
+                            val_batch: int | None = None, seed: int = 0, ip_loss: str = "cross-entropy",
+                            noise_sigma: float = 0.0, noise_draws: int = 1,
                             device: torch.device | None = None) -> tuple[Classifier, float]:
     """IPCert Alg. 1: PGD on δ (every parameter) for min −λ·mean l_IP(θ+δ) + mean l_v(θ+δ) (Eq. 2),
     s.t. ‖δ‖₂ ≤ R (Eq. 3, one ℓ2 norm over all parameters); returns (a perturbed copy, ‖δ‖₂).
@@ -143,11 +153,20 @@ def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.T
     Plain gradient steps δ ← δ − lr·∇L, then δ ← δ·R/‖δ‖₂ when ‖δ‖₂ > R; the paper uses lr = 0.001,
     1,000 iterations, |D_v| = 1,000 (λ is not given). ``val_batch`` draws that many validation
     points per iteration (seeded) instead of all of them. The model runs in eval mode, in float32.
+    ``ip_loss`` "cross-entropy" is the paper's l_IP; "margin" uses max_{c≠y} Z_c − Z_y instead (the
+    Carlini-Wagner margin), whose gradient does not vanish when the cross-entropy of a model with
+    very large logit margins rounds to 0 in float32 (a model trained with noise, for instance).
+    ``noise_sigma`` > 0 attacks the smoothed model instead (an adaptive attack on IPCert / MS): each
+    step averages the IP-set loss over ``noise_draws`` noisy copies θ + δ + ε, ε ~ N(0, σ²I) (seeded).
     """
     if radius < 0:
         raise ValueError(f"radius={radius} must be >= 0")
+    if ip_loss not in _IP_LOSSES:
+        raise ValueError(f"ip_loss={ip_loss!r} is not known; accepted values: {sorted(_IP_LOSSES)}")
     if val_batch is not None and val_batch < 1:
         raise ValueError(f"val_batch={val_batch} must be >= 1 or None")
+    if noise_sigma < 0 or noise_draws < 1:
+        raise ValueError(f"noise_sigma={noise_sigma} must be >= 0 and noise_draws={noise_draws} >= 1")
     device = device or default_device()
     out = copy.deepcopy(model).eval().to(device)
     params = list(out.parameters())
@@ -162,8 +181,16 @@ def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.T
         idx = torch.randperm(len(val_y), generator=gen)[:val_batch] if val_batch else slice(None)
         vx, vy = D.to_float(val_x[idx].to(device)), val_y[idx].to(device)
         out.zero_grad(set_to_none=True)
-        loss = -lam * F.cross_entropy(out(ip_x), ip_y) + F.cross_entropy(out(vx), vy)
-        loss.backward()
+        if noise_sigma == 0:
+            loss = -lam * _IP_LOSSES[ip_loss](out(ip_x), ip_y) + F.cross_entropy(out(vx), vy)
+            loss.backward()
+        else:                                  # the gradient at θ + δ + ε is the gradient in δ
+            F.cross_entropy(out(vx), vy).backward()
+            for _ in range(noise_draws):
+                with torch.no_grad():
+                    for p, t, d in zip(params, theta, delta):
+                        p.copy_(t + d + noise_sigma * torch.randn(p.shape, generator=gen).to(device))
+                (-lam / noise_draws * _IP_LOSSES[ip_loss](out(ip_x), ip_y)).backward()
         with torch.no_grad():
             for d, p in zip(delta, params):
                 d.sub_(lr * p.grad)
@@ -179,15 +206,19 @@ def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.T
 
 
 def worst_case(base: Trained, ip: TriggerSet, val: D.TensorData, *, radius: float, lam: float = 1.0,
-               lr: float = 1e-3, iters: int = 1000, val_batch: int | None = None, seed: int = 0) -> Trained:
+               lr: float = 1e-3, iters: int = 1000, val_batch: int | None = None, seed: int = 0,
+               ip_loss: str = "cross-entropy") -> Trained:
     """:func:`worst_case_perturbation` of a cached model, itself cached (record: ``delta_norm``)."""
     key = dict(attack="ipcert-worst-case", base=base.hash, ip=ip.fingerprint, val=val.fingerprint,
                radius=radius, lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed)
+    if ip_loss != "cross-entropy":          # keys of the paper's loss stay as they were
+        key["ip_loss"] = ip_loss
 
     def create():
         t0 = time.time()
         model, norm = worst_case_perturbation(base.model, ip.x, ip.y, val.x, val.y, radius=radius,
-                                              lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed)
+                                              lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed,
+                                              ip_loss=ip_loss)
         return model, {"delta_norm": norm, "seconds": time.time() - t0}
 
     model, record = load_or_create("attacks", key, lambda: copy.deepcopy(base.model), create)
