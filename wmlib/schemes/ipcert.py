@@ -39,6 +39,19 @@ from .adi import TriggerCycler, TriggerSet
 
 
 # ----------------------------------------------------------------------------- training with noise
+def backward_under_noise(params: list[torch.Tensor], center: list[torch.Tensor], sigma: float, draws: int,
+                         loss, generator: torch.Generator | None = None) -> None:
+    """Accumulate into ``params``' gradients ∇ of the mean of ``loss()`` over ``draws`` noisy
+    copies ``center`` + ε, ε ~ N(0, σ²I) (from ``generator`` on the CPU, else the global RNG).
+    The parameters are left at the last noisy copy: the caller restores them."""
+    for _ in range(draws):
+        with torch.no_grad():
+            for p, c in zip(params, center):
+                z = torch.randn_like(c) if generator is None else torch.randn(c.shape, generator=generator)
+                p.copy_(c + sigma * z.to(c.device))
+        (loss() / draws).backward()
+
+
 @dataclass(frozen=True)
 class NoiseTraining:
     """IPCert §4.4 (Alg. 2): after an update, step on the IP-set loss averaged over ``draws`` noisy
@@ -90,14 +103,12 @@ class NoiseTraining:
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
         optimizer.zero_grad(set_to_none=True)
+        def loss():
+            with autocast(device):
+                return F.cross_entropy(model(x), y)
+
         try:
-            for _ in range(self.draws):
-                with torch.no_grad():
-                    for p, c in zip(params, clean):
-                        p.copy_(c + self.sigma * torch.randn_like(c))
-                with autocast(device):
-                    loss = F.cross_entropy(model(x), y) / self.draws
-                loss.backward()
+            backward_under_noise(params, clean, self.sigma, self.draws, loss)
         finally:
             with torch.no_grad():
                 for p, c in zip(params, clean):
@@ -186,11 +197,8 @@ def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.T
             loss.backward()
         else:                                  # the gradient at θ + δ + ε is the gradient in δ
             F.cross_entropy(out(vx), vy).backward()
-            for _ in range(noise_draws):
-                with torch.no_grad():
-                    for p, t, d in zip(params, theta, delta):
-                        p.copy_(t + d + noise_sigma * torch.randn(p.shape, generator=gen).to(device))
-                (-lam / noise_draws * _IP_LOSSES[ip_loss](out(ip_x), ip_y)).backward()
+            backward_under_noise(params, [t + d for t, d in zip(theta, delta)], noise_sigma, noise_draws,
+                                 lambda: -lam * _IP_LOSSES[ip_loss](out(ip_x), ip_y), gen)
         with torch.no_grad():
             for d, p in zip(delta, params):
                 d.sub_(lr * p.grad)
