@@ -99,6 +99,10 @@ def test_cached_worst_case(model_cache, target):
     second = I.worst_case(base, IP, VAL, radius=1.0, lr=1.0, iters=10, val_batch=50)
     assert not first.record["cache_hit"] and second.record["cache_hit"]
     assert second.record["delta_norm"] == pytest.approx(1.0)
+    adaptive = I.worst_case(base, IP, VAL, radius=1.0, lr=1.0, iters=10, val_batch=50, ip_loss="margin",
+                            noise_sigma=0.1, noise_draws=2)
+    assert not adaptive.record["cache_hit"] and adaptive.hash != second.hash   # its own cache entry
+    assert "noise_sigma" not in second.record["key"]                # the paper's keys are unchanged
     assert I.l2_distance(second.model, target) == pytest.approx(1.0, abs=1e-4)
 
 

@@ -103,6 +103,7 @@ class NoiseTraining:
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
         optimizer.zero_grad(set_to_none=True)
+
         def loss():
             with autocast(device):
                 return F.cross_entropy(model(x), y)
@@ -215,18 +216,19 @@ def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.T
 
 def worst_case(base: Trained, ip: TriggerSet, val: D.TensorData, *, radius: float, lam: float = 1.0,
                lr: float = 1e-3, iters: int = 1000, val_batch: int | None = None, seed: int = 0,
-               ip_loss: str = "cross-entropy") -> Trained:
+               ip_loss: str = "cross-entropy", noise_sigma: float = 0.0, noise_draws: int = 1) -> Trained:
     """:func:`worst_case_perturbation` of a cached model, itself cached (record: ``delta_norm``)."""
     key = dict(attack="ipcert-worst-case", base=base.hash, ip=ip.fingerprint, val=val.fingerprint,
                radius=radius, lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed)
-    if ip_loss != "cross-entropy":          # keys of the paper's loss stay as they were
-        key["ip_loss"] = ip_loss
+    if ip_loss != "cross-entropy" or noise_sigma:     # keys of the paper's attack stay as they were
+        key.update(ip_loss=ip_loss, noise_sigma=noise_sigma, noise_draws=noise_draws)
 
     def create():
         t0 = time.time()
         model, norm = worst_case_perturbation(base.model, ip.x, ip.y, val.x, val.y, radius=radius,
                                               lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed,
-                                              ip_loss=ip_loss)
+                                              ip_loss=ip_loss, noise_sigma=noise_sigma,
+                                              noise_draws=noise_draws)
         return model, {"delta_norm": norm, "seconds": time.time() - t0}
 
     model, record = load_or_create("attacks", key, lambda: copy.deepcopy(base.model), create)
