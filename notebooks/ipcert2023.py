@@ -178,7 +178,7 @@ glue("fingerprints", fp_table)
 
 # %%
 def pgd(base, ip, radius, lam=P["pgd_lam"]):
-    return I.worst_case(base, ip, val, radius=radius, lam=lam, lr=P["pgd_lr"], iters=P["pgd_iters"],
+    return attacks.worst_case(base, ip, val, radius=radius, lam=lam, lr=P["pgd_lr"], iters=P["pgd_iters"],
                         val_batch=P["pgd_val_batch"], seed=seed)
 
 

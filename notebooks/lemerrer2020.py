@@ -356,8 +356,8 @@ def attacked_outcome(run, attack, rate, make):
         ex = F.extract(model, run["key"])
         return [ex.mismatches, ex.success, accuracy(model, evalset.x, evalset.y)]
     return memo("metrics", {"model": m.hash, "attack": attack, "rate": rate,
-                            "key": D.fingerprint(run["key"].x, run["key"].y),
-                            "data": evalset.fingerprint}, compute)
+                            "key": D.digest(run["key"].x, run["key"].y),
+                            "data": evalset.digest}, compute)
 
 
 def robustness(attack, rates, make, paper):
@@ -382,14 +382,14 @@ def robustness(attack, rates, make, paper):
     return pd.DataFrame(rows).set_index(["net", "rate"]).round(3)
 
 
-pruning = robustness("prune", P["prune_rates"], lambda m, r: attacks.prune(m.model, r), PAPER_PRUNE)
+pruning = robustness("prune", P["prune_rates"], lambda m, r: attacks.prune(m, r).model, PAPER_PRUNE)
 OURS = {c: f"{c} ({profile})" for c in ("markings", "removed", "stdev", "extraction rate",
                                        "accuracy after", "plausible (≥ 0.95)")}
 glue("pruning", pruning.rename(columns=OURS))
 pruning
 
 # %%
-svd = robustness("svd", P["svd_rates"], lambda m, r: attacks.svd_compress(m.model, r), PAPER_SVD)
+svd = robustness("svd", P["svd_rates"], lambda m, r: attacks.svd_compress(m, r).model, PAPER_SVD)
 glue("svd", svd.rename(columns=OURS))
 svd
 
@@ -398,7 +398,7 @@ ow = []
 for net in NETS:
     sel = marked100[marked100.net == net]
     for _, r in sel.iterrows():
-        attacked = F.overwrite(r["model"], attacker.x, attacker.y, eps=P["eps"],
+        attacked = attacks.overwrite(r["model"], attacker, eps=P["eps"],
                                lr=mark_lr(net),
                                epochs=P["overwrite_epochs"], seed=int(r["run"]), progress=progress)
         ex = F.extract(attacked.model, r["key"])

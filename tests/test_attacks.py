@@ -78,7 +78,7 @@ def test_unknown_variant():
 def test_pruning_zeroes_exactly_the_asked_fraction_of_the_smallest_weights(rate):
     torch.manual_seed(0)
     model = build_model("mnist_cnn", "mnist")
-    pruned = attacks.prune(model, rate)
+    pruned = attacks.prune(Trained(model, {"hash": "m"}), rate).model
     before = torch.cat([w.flatten() for w in attacks._weights(model)])
     after = torch.cat([w.flatten() for w in attacks._weights(pruned)])
     zeroed = after == 0
@@ -94,15 +94,15 @@ def test_svd_reconstruction_error_shrinks_with_rank():
     model = build_model("mlp", "mnist")
     errors = []
     for rate in (0.9, 0.75, 0.5, 0.25, 0.0):
-        comp = attacks.svd_compress(model, rate)
+        comp = attacks.svd_compress(Trained(model, {"hash": "m"}), rate).model
         errors.append(sum(float((a - b).detach().norm()) for a, b in
                           zip(attacks._weights(model), attacks._weights(comp))))
     assert all(a > b for a, b in zip(errors, errors[1:]))
     assert errors[-1] < 1e-3                                              # full rank: exact
-    w = attacks._weights(attacks.svd_compress(model, 0.75))[1]            # 512 x 512 -> rank 128
+    w = attacks._weights(attacks.svd_compress(Trained(model, {"hash": "m"}), 0.75).model)[1]            # 512 x 512 -> rank 128
     assert int(torch.linalg.matrix_rank(w)) == 128
     with pytest.raises(ValueError, match="rate="):
-        attacks.svd_compress(model, 1.0)
+        attacks.svd_compress(Trained(model, {"hash": "m"}), 1.0)
 
 
 def test_pruning_reaches_recurrent_weights():
@@ -110,7 +110,7 @@ def test_pruning_reaches_recurrent_weights():
     model = build_model("irnn_rows", "mnist")
     names = [w.shape for w in attacks._weights(model)]
     assert (100, 28) in names and (100, 100) in names and (10, 100) in names
-    pruned = attacks.prune(model, 0.5)
+    pruned = attacks.prune(Trained(model, {"hash": "m"}), 0.5).model
     total = sum(w.numel() for w in attacks._weights(model))
     zeroed = sum(int((w == 0).sum()) for w in attacks._weights(pruned))
     before = sum(int((w == 0).sum()) for w in attacks._weights(model))   # identity's off-diagonal

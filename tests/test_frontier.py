@@ -1,5 +1,7 @@
 import pytest
 import torch
+
+from wmlib import attacks
 from scipy import stats
 
 from wmlib import data as D
@@ -42,14 +44,14 @@ def test_fgsm_stays_in_range_and_moves_by_eps():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     x = torch.rand(64, 1, 4, 4)
     y = torch.randint(0, 3, (64,))
-    adv = frontier.fgsm(model, x, y, eps=0.1)
+    adv = attacks.fgsm(model, x, y, eps=0.1)
     assert adv.min() >= 0 and adv.max() <= 1
     moved = (adv - x).abs()
     assert moved.max() <= 0.1 + 1e-6
     unclipped = (adv > 0) & (adv < 1)
     assert torch.allclose(moved[unclipped], torch.full_like(moved[unclipped], 0.1), atol=1e-6)
     with pytest.raises(ValueError, match="eps="):
-        frontier.fgsm(model, x, y, eps=-1)
+        attacks.fgsm(model, x, y, eps=-1)
 
 
 @needs_mnist
@@ -104,13 +106,13 @@ def test_fgsm_l1_l2_move_by_eps_in_their_norm(norm, p):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
     x = 0.25 + 0.5 * torch.rand(32, 1, 8, 8)          # far from the clip bounds
     y = torch.randint(0, 3, (32,))
-    adv = frontier.fgsm(model, x, y, eps=0.5, norm=norm)
+    adv = attacks.fgsm(model, x, y, eps=0.5, norm=norm)
     step = (adv - x).flatten(1)
     assert torch.allclose(step.norm(p=p, dim=1), torch.full((32,), 0.5), atol=1e-5)
-    grad_dir = frontier.fgsm(model, x, y, eps=1e-3, norm="linf") - x      # same ascent direction
+    grad_dir = attacks.fgsm(model, x, y, eps=1e-3, norm="linf") - x      # same ascent direction
     assert ((step.sign() == grad_dir.flatten(1).sign()) | (step == 0)).all()
     with pytest.raises(ValueError, match="norm="):
-        frontier.fgsm(model, x, y, eps=0.1, norm="l3")
+        attacks.fgsm(model, x, y, eps=0.1, norm="l3")
 
 
 def test_candidates_split_true_and_false_and_keys_are_seeded():
@@ -127,10 +129,10 @@ def test_candidates_split_true_and_false_and_keys_are_seeded():
 def test_overwriting_fine_tunes_on_fresh_adversaries_and_is_cached(model_cache):
     s = D.splits("mnist", n_train=2000, n_attack=300)
     base = train(TrainConfig("mlp", "mnist", epochs=1, lr=0.05, n_train=2000), progress=False)
-    adv_before = frontier.fgsm(base.model, s.attack.x, s.attack.y, 0.25)
+    adv_before = attacks.fgsm(base.model, s.attack.x, s.attack.y, 0.25)
     fooled_before = float((predict(base.model, adv_before) != s.attack.y).float().mean())
-    attacked = frontier.overwrite(base, s.attack.x, s.attack.y, eps=0.25, lr=0.05, epochs=5)
+    attacked = attacks.overwrite(base, s.attack, eps=0.25, lr=0.05, epochs=5)
     fooled_after = float((predict(attacked.model, adv_before) != s.attack.y).float().mean())
     assert fooled_after < fooled_before - 0.3     # it learned its adversaries' labels
-    again = frontier.overwrite(base, s.attack.x, s.attack.y, eps=0.25, lr=0.05, epochs=5)
+    again = attacks.overwrite(base, s.attack, eps=0.25, lr=0.05, epochs=5)
     assert again.record["cache_hit"] and not attacked.record["cache_hit"]

@@ -68,11 +68,11 @@ def noisy_ip_accuracy(model, sigma, draws=50):
 
 # ----------------------------------------------------------------------------- worst-case PGD (Alg. 1)
 def test_pgd_stays_in_the_ball_and_radius_zero_changes_nothing(target):
-    same, norm = I.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, radius=0.0, lr=1.0, iters=20)
+    same, norm = A.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, radius=0.0, lr=1.0, iters=20)
     assert norm == 0.0 and I.l2_distance(same, target) == 0.0
     assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), target.state_dict().values()))
     for radius in (0.3, 1.5):
-        moved, norm = I.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, radius=radius,
+        moved, norm = A.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, radius=radius,
                                                 lr=1.0, iters=20, val_batch=50)
         dist = I.l2_distance(moved, target)
         assert norm <= radius + 1e-5 and dist <= radius + 1e-5, (radius, norm, dist)
@@ -82,27 +82,27 @@ def test_pgd_stays_in_the_ball_and_radius_zero_changes_nothing(target):
 def test_pgd_removes_the_memorised_ip_set_and_is_deterministic(target):
     # measured: IP accuracy 1.0 -> 0.50 at R = 2 with validation accuracy 1.0 -> 0.94
     kw = dict(radius=2.0, lam=1.0, lr=0.1, iters=100, val_batch=100, seed=0)
-    moved, norm = I.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, **kw)
-    again, _ = I.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, **kw)
+    moved, norm = A.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, **kw)
+    again, _ = A.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, **kw)
     assert all(torch.equal(a, b) for a, b in zip(moved.state_dict().values(), again.state_dict().values()))
     assert norm == pytest.approx(2.0)
     assert T.accuracy(moved, IP.x, IP.y) <= 0.7
     assert T.accuracy(moved, VAL.x, VAL.y) >= 0.85
     # the paper's step size barely moves a model whose IP loss is saturated (vanishing gradient)
-    _, small = I.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, **dict(kw, lr=1e-3))
+    _, small = A.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, **dict(kw, lr=1e-3))
     assert small < 0.1
 
 
 def test_cached_worst_case(model_cache, target):
     base = T.Trained(target, {"hash": "tiny-target"})
-    first = I.worst_case(base, IP, VAL, radius=1.0, lr=1.0, iters=10, val_batch=50)
-    second = I.worst_case(base, IP, VAL, radius=1.0, lr=1.0, iters=10, val_batch=50)
+    first = A.worst_case(base, IP, VAL, radius=1.0, lr=1.0, iters=10, val_batch=50)
+    second = A.worst_case(base, IP, VAL, radius=1.0, lr=1.0, iters=10, val_batch=50)
     assert not first.record["cache_hit"] and second.record["cache_hit"]
     assert second.record["delta_norm"] == pytest.approx(1.0)
-    adaptive = I.worst_case(base, IP, VAL, radius=1.0, lr=1.0, iters=10, val_batch=50, ip_loss="margin",
+    adaptive = A.worst_case(base, IP, VAL, radius=1.0, lr=1.0, iters=10, val_batch=50, ip_loss="margin",
                             noise_sigma=0.1, noise_draws=2)
     assert not adaptive.record["cache_hit"] and adaptive.hash != second.hash   # its own cache entry
-    assert "noise_sigma" not in second.record["key"]                # the paper's keys are unchanged
+    assert second.record["key"]["noise_sigma"] == 0.0              # every key names every setting
     assert I.l2_distance(second.model, target) == pytest.approx(1.0, abs=1e-4)
 
 
@@ -176,8 +176,9 @@ def test_noise_settings_are_part_of_the_cache_key(model_cache, monkeypatch):
     noisy = I.watermark(cfg, trigger, I.NoiseTraining(trigger, 0.1, draws=2), progress=False)
     other = I.watermark(cfg, trigger, I.NoiseTraining(trigger, 0.1, draws=3), progress=False)
     assert len({plain.hash, noisy.hash, other.hash}) == 3
-    assert "after_step" not in plain.record["key"]                  # earlier cache keys are unchanged
-    assert plain.hash == key_hash({"config": asdict(cfg), "extra": TriggerCycler(trigger).fingerprint,
+    assert plain.record["key"]["after_step"] is None                # every key names every field
+    assert plain.hash == key_hash({"config": asdict(cfg), "data": D.source("mnist"),
+                                   "extra": TriggerCycler(trigger).digest, "after_step": None,
                                    "init": None, "tag": "adi-fromscratch"})
     assert I.watermark(cfg, trigger, I.NoiseTraining(trigger, 0.1, draws=2), progress=False).record["cache_hit"]
     with pytest.raises(ValueError, match="draws="):
@@ -216,7 +217,7 @@ def smoothed_target():
 
 def after_pgd(model, radius, **attack):
     """Alg. 1 at ‖δ‖₂ ≤ R, then the smoothed model θ + δ from fresh noise: (IPCert MR, MS median MR)."""
-    moved, norm = I.worst_case_perturbation(model, IP.x, IP.y, VAL.x, VAL.y, radius=radius, lr=1.0,
+    moved, norm = A.worst_case_perturbation(model, IP.x, IP.y, VAL.x, VAL.y, radius=radius, lr=1.0,
                                             iters=40, val_batch=100, seed=0, **attack)
     assert norm <= radius + 1e-4
     if "noise_sigma" in attack:       # the adaptive attack uses all of its budget; the paper's barely
@@ -255,9 +256,9 @@ def test_pgd_never_breaks_the_certified_matching_rate(smoothed_target):
 
 def test_pgd_input_errors(target):
     with pytest.raises(ValueError, match="ip_loss="):
-        I.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, radius=1.0, ip_loss="hinge")
+        A.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, radius=1.0, ip_loss="hinge")
     with pytest.raises(ValueError, match="noise_draws="):
-        I.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, radius=1.0, noise_sigma=0.1,
+        A.worst_case_perturbation(target, IP.x, IP.y, VAL.x, VAL.y, radius=1.0, noise_sigma=0.1,
                                   noise_draws=0)
 
 

@@ -1,10 +1,18 @@
 """Removal attacks shared by every paper. They know no scheme: they take a model and data.
 
-Fine-tuning in the four variants of Adi et al. 2018: FTLL / FTAL fine-tune the last layer /
-all layers; RTLL / RTAL first re-initialise the last layer. Transfer learning swaps the head for
-a new task and trains every layer. Distillation (IPCert, Jiang et al. 2023, Table 2) trains a
-copy of the model on the teacher's soft labels. Attacked models are cached like trained ones. Magnitude
-pruning and SVD compression (Le Merrer et al. 2020) change the weights without training.
+Every attack takes the stolen model (a :class:`~wmlib.train.Trained`), the attacker's data and
+its settings, and returns the attacked model with its record (a ``Trained`` again, cached on disk
+by the whole configuration when it trains).
+
+* Fine-tuning in the four variants of Adi et al. 2018: FTLL / FTAL fine-tune the last layer /
+  all layers; RTLL / RTAL first re-initialise the last layer. Transfer learning swaps the head for
+  a new task and trains every layer. Distillation (IPCert, Jiang et al. 2023, Table 2) trains a
+  copy of the model on the teacher's soft labels.
+* Magnitude pruning and SVD compression (Le Merrer et al. 2020, Tables 1–2) change the weights
+  without training.
+* FGSM adversarial inputs and overwriting by adversarial fine-tuning (Le Merrer et al. 2020,
+  Alg. 1 and Table 3).
+* Worst-case PGD on the weights within an ℓ2 ball (IPCert Alg. 1), also against a smoothed model.
 """
 from __future__ import annotations
 
@@ -17,11 +25,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import data as D
-from .cache import load_or_create
+from .cache import key_hash, load_or_create
+from .certify import backward_under_noise
+from .device import default_device
 from .models import Classifier
 from .train import Trained, fit, seed_everything
 
 FINE_TUNING = ("FTLL", "FTAL", "RTLL", "RTAL")
+NORMS = ("linf", "l2", "l1")
 
 
 def with_head(model: Classifier, head: nn.Linear) -> Classifier:
@@ -31,15 +42,19 @@ def with_head(model: Classifier, head: nn.Linear) -> Classifier:
     return out
 
 
-def _cached_attack(key: dict, base: Trained, make: Callable[[], Classifier], run: Callable) -> Trained:
-    """Load the attacked model keyed by ``key`` and ``base``, or ``make`` a copy and ``run`` the attack."""
+def cached_attack(cache_key: dict, base: Trained, make: Callable[[], Classifier],
+                  run: Callable[[Classifier], list | dict]) -> Trained:
+    """Load the attacked model keyed by ``cache_key`` and ``base``, or ``make`` a copy and ``run``
+    the attack on it in place. ``run`` returns the training history (a list) or a dict of
+    measurements that go into the record beside ``seconds``."""
     def create():
         model = make()
         t0 = time.time()
-        history = run(model)
-        return model.cpu(), {"history": history, "seconds": time.time() - t0}
+        out = run(model)
+        extra = out if isinstance(out, dict) else {"history": out}
+        return model.cpu(), {**extra, "seconds": time.time() - t0}
 
-    model, record = load_or_create("attacks", dict(key, base=base.hash), make, create)
+    model, record = load_or_create("attacks", dict(cache_key, base=base.hash), make, create)
     return Trained(model.eval(), record)
 
 
@@ -54,7 +69,7 @@ def fine_tune(base: Trained, variant: str, data: D.TensorData, *, epochs: int, l
     """
     if variant not in FINE_TUNING:
         raise ValueError(f"variant={variant!r} is not known; accepted values: {list(FINE_TUNING)}")
-    key = dict(attack="fine-tune", variant=variant, data=data.fingerprint, epochs=epochs, lr=lr,
+    key = dict(attack="fine-tune", variant=variant, data=data.digest, epochs=epochs, lr=lr,
                batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment,
                seed=seed)
 
@@ -71,7 +86,7 @@ def fine_tune(base: Trained, variant: str, data: D.TensorData, *, epochs: int, l
                    trainable="head" if variant.endswith("LL") else "all", on_epoch=on_epoch,
                    desc=variant, progress=progress)
 
-    return _cached_attack(key, base, make, run)
+    return cached_attack(key, base, make, run)
 
 
 def transfer(base: Trained, data: D.TensorData, classes: int, *, epochs: int, lr: float,
@@ -79,7 +94,7 @@ def transfer(base: Trained, data: D.TensorData, classes: int, *, epochs: int, lr
              augment: bool = False, seed: int = 0,
              on_epoch: Callable[[int, Classifier], dict] | None = None, progress: bool = True) -> Trained:
     """Transfer learning: a new ``classes``-way head for a new task, every layer trained."""
-    key = dict(attack="transfer", data=data.fingerprint, classes=classes, epochs=epochs, lr=lr,
+    key = dict(attack="transfer", data=data.digest, classes=classes, epochs=epochs, lr=lr,
                batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment,
                seed=seed)
 
@@ -94,7 +109,7 @@ def transfer(base: Trained, data: D.TensorData, classes: int, *, epochs: int, lr
                    batch_size=batch_size, schedule="constant", augment=augment, seed=seed,
                    on_epoch=on_epoch, desc="transfer", progress=progress)
 
-    return _cached_attack(key, base, make, run)
+    return cached_attack(key, base, make, run)
 
 
 def distill(base: Trained, data: D.TensorData, *, epochs: int, lr: float, temperature: float = 1.0,
@@ -110,7 +125,7 @@ def distill(base: Trained, data: D.TensorData, *, epochs: int, lr: float, temper
     """
     if temperature <= 0:
         raise ValueError(f"temperature={temperature} must be > 0")
-    key = dict(attack="distill", data=data.fingerprint, epochs=epochs, lr=lr, temperature=temperature,
+    key = dict(attack="distill", data=data.digest, epochs=epochs, lr=lr, temperature=temperature,
                batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment,
                seed=seed)
     teacher = copy.deepcopy(base.model).eval().requires_grad_(False)
@@ -126,7 +141,7 @@ def distill(base: Trained, data: D.TensorData, *, epochs: int, lr: float, temper
                    batch_size=batch_size, schedule="constant", augment=augment, seed=seed,
                    criterion=criterion, on_epoch=on_epoch, desc="distill", progress=progress)
 
-    return _cached_attack(key, base, lambda: copy.deepcopy(base.model), run)
+    return cached_attack(key, base, lambda: copy.deepcopy(base.model), run)
 
 
 def _weights(model: nn.Module) -> list[torch.Tensor]:
@@ -141,37 +156,190 @@ def _weights(model: nn.Module) -> list[torch.Tensor]:
     return out
 
 
-@torch.no_grad()
-def prune(model: Classifier, rate: float) -> Classifier:
-    """Global magnitude pruning (Le Merrer et al. 2020, Table 1): a copy of ``model`` with the fraction
-    ``rate`` of all linear/conv weights of lowest |w| set to zero (ties broken by position)."""
+def _without_training(name: str, base: Trained, setting: dict, change: Callable[[Classifier], None]) -> Trained:
+    """An attack that edits a copy of the weights directly (cheap, so not stored on disk); its
+    record carries a hash of (attack, settings, base) so that evaluations of it are cached."""
+    t0 = time.time()
+    model = copy.deepcopy(base.model)
+    with torch.no_grad():
+        change(model)
+    key = dict(attack=name, base=base.hash, **setting)
+    return Trained(model.eval(), {"key": key, "hash": key_hash(key), "seconds": time.time() - t0})
+
+
+def prune(base: Trained, rate: float) -> Trained:
+    """Global magnitude pruning (Le Merrer et al. 2020, Table 1): a copy of ``base`` with the fraction
+    ``rate`` of all linear/conv/recurrent weights of lowest |w| set to zero (ties broken by position)."""
     if not 0 <= rate <= 1:
         raise ValueError(f"rate={rate} must lie in [0, 1]")
-    out = copy.deepcopy(model)
-    weights = _weights(out)
-    flat = torch.cat([w.detach().abs().flatten().cpu() for w in weights])
-    k = int(round(rate * flat.numel()))
-    mask = torch.ones_like(flat, dtype=torch.bool)
-    mask[torch.argsort(flat, stable=True)[:k]] = False
-    start = 0
-    for w in weights:
-        n = w.numel()
-        w.mul_(mask[start:start + n].view_as(w).to(w.device, w.dtype))
-        start += n
-    return out
+
+    def change(model):
+        weights = _weights(model)
+        flat = torch.cat([w.detach().abs().flatten().cpu() for w in weights])
+        k = int(round(rate * flat.numel()))
+        mask = torch.ones_like(flat, dtype=torch.bool)
+        mask[torch.argsort(flat, stable=True)[:k]] = False
+        start = 0
+        for w in weights:
+            n = w.numel()
+            w.mul_(mask[start:start + n].view_as(w).to(w.device, w.dtype))
+            start += n
+
+    return _without_training("prune", base, {"rate": rate}, change)
 
 
-@torch.no_grad()
-def svd_compress(model: Classifier, rate: float) -> Classifier:
-    """SVD compression (Le Merrer et al. 2020, Table 2): a copy of ``model`` whose every linear weight
+def svd_compress(base: Trained, rate: float) -> Trained:
+    """SVD compression (Le Merrer et al. 2020, Table 2): a copy of ``base`` whose every linear weight
     (and conv kernel, reshaped to out × in·k·k) keeps only its top ⌈(1 − rate)·min(m, n)⌉ singular
     values."""
     if not 0 <= rate < 1:
         raise ValueError(f"rate={rate} must lie in [0, 1)")
-    out = copy.deepcopy(model)
-    for w in _weights(out):
-        mat = w.reshape(w.shape[0], -1)
-        u, s, vh = torch.linalg.svd(mat.float(), full_matrices=False)
-        r = max(1, int(torch.tensor((1 - rate) * len(s)).ceil()))
-        w.copy_(((u[:, :r] * s[:r]) @ vh[:r]).reshape(w.shape).to(w.dtype))
-    return out
+
+    def change(model):
+        for w in _weights(model):
+            mat = w.reshape(w.shape[0], -1)
+            u, s, vh = torch.linalg.svd(mat.float(), full_matrices=False)
+            r = max(1, int(torch.tensor((1 - rate) * len(s)).ceil()))
+            w.copy_(((u[:, :r] * s[:r]) @ vh[:r]).reshape(w.shape).to(w.dtype))
+
+    return _without_training("svd", base, {"rate": rate}, change)
+
+
+# ----------------------------------------------------------------------------- adversarial inputs
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf",
+         batch_size: int = 500) -> torch.Tensor:
+    """x* = clip(x + eps · d, 0, 1), d the gradient direction of the loss J(θ, x, y) normalised
+    under ``norm``: sign(g) for l∞ (FGSM), g/‖g‖₂ for l2 and g/‖g‖₁ for l1 (the fast gradient
+    method of cleverhans 2.x, which the paper used) — Le Merrer et al. 2020, Alg. 1 step 1.
+    Inputs are images in [0, 1] (uint8 is converted)."""
+    if eps < 0:
+        raise ValueError(f"eps={eps} must be >= 0")
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r} is not known; accepted values: {list(NORMS)}")
+    device = default_device()
+    was_training = model.training
+    model.eval().to(device)
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = D.to_float(x[i:i + batch_size].to(device)).clone().requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(xb), y[i:i + batch_size].to(device))
+        (grad,) = torch.autograd.grad(loss, xb)
+        if norm == "linf":
+            step = grad.sign()
+        else:
+            flat = grad.flatten(1)
+            size = flat.norm(p=2 if norm == "l2" else 1, dim=1).clamp_min(1e-12)
+            step = grad / size.view(-1, *([1] * (grad.dim() - 1)))
+        out.append((xb + eps * step).clamp(0, 1).detach().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros_like(D.to_float(x))
+
+
+def overwrite(base: Trained, data: D.TensorData, *, eps: float, lr: float, epochs: int,
+              batch_size: int = 128, seed: int = 0, progress: bool = False) -> Trained:
+    """Overwriting (Le Merrer et al. 2020, Table 3): the attacker turns its images ``data``
+    (1,000 test images in the paper) into FGSM adversaries (l∞, ``eps``) of the leaked model and
+    fine-tunes it on them alone (adversarial fine-tuning) at a constant ``lr`` for ``epochs`` epochs."""
+    adv = D.TensorData(fgsm(base.model, data.x, data.y, eps), data.y.clone())
+    cache_key = dict(attack="overwrite", adversaries=adv.digest, eps=eps, lr=lr, epochs=epochs,
+                     batch_size=batch_size, seed=seed)
+
+    def run(model):
+        return fit(model, adv, epochs=epochs, lr=lr, batch_size=batch_size, schedule="constant",
+                   seed=seed, desc="adversarial fine-tuning", progress=progress)
+
+    return cached_attack(cache_key, base, lambda: copy.deepcopy(base.model), run)
+
+
+# ----------------------------------------------------------------------------- worst case on the weights
+def _margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean over points of max_{c≠y} Z_c − Z_y (positive once a point is misclassified)."""
+    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return (other - logits.gather(1, y[:, None]).squeeze(1)).mean()
+
+
+_IP_LOSSES = {"cross-entropy": F.cross_entropy, "margin": _margin_loss}
+
+
+def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.Tensor,
+                            val_x: torch.Tensor, val_y: torch.Tensor, *, radius: float,
+                            lam: float = 1.0, lr: float = 1e-3, iters: int = 1000,
+                            val_batch: int | None = None, seed: int = 0, ip_loss: str = "cross-entropy",
+                            noise_sigma: float = 0.0, noise_draws: int = 1,
+                            device: torch.device | None = None) -> tuple[Classifier, float]:
+    """IPCert Alg. 1: PGD on δ (every parameter) for min −λ·mean l_IP(θ+δ) + mean l_v(θ+δ) (Eq. 2),
+    s.t. ‖δ‖₂ ≤ R (Eq. 3, one ℓ2 norm over all parameters); returns (a perturbed copy, ‖δ‖₂).
+
+    Plain gradient steps δ ← δ − lr·∇L, then δ ← δ·R/‖δ‖₂ when ‖δ‖₂ > R; the paper uses lr = 0.001,
+    1,000 iterations, |D_v| = 1,000 (λ is not given). ``val_batch`` draws that many validation
+    points per iteration (seeded) instead of all of them. The model runs in eval mode, in float32.
+    ``ip_loss`` "cross-entropy" is the paper's l_IP; "margin" uses max_{c≠y} Z_c − Z_y instead (the
+    Carlini-Wagner margin), whose gradient does not vanish when the cross-entropy of a model with
+    very large logit margins rounds to 0 in float32 (a model trained with noise, for instance).
+    ``noise_sigma`` > 0 attacks the smoothed model instead (an adaptive attack on IPCert / MS): each
+    step averages the IP-set loss over ``noise_draws`` noisy copies θ + δ + ε, ε ~ N(0, σ²I) (seeded).
+    """
+    if radius < 0:
+        raise ValueError(f"radius={radius} must be >= 0")
+    if ip_loss not in _IP_LOSSES:
+        raise ValueError(f"ip_loss={ip_loss!r} is not known; accepted values: {sorted(_IP_LOSSES)}")
+    if val_batch is not None and val_batch < 1:
+        raise ValueError(f"val_batch={val_batch} must be >= 1 or None")
+    if noise_sigma < 0 or noise_draws < 1:
+        raise ValueError(f"noise_sigma={noise_sigma} must be >= 0 and noise_draws={noise_draws} >= 1")
+    device = device or default_device()
+    out = copy.deepcopy(model).eval().to(device)
+    params = list(out.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    theta = [p.detach().clone() for p in params]
+    delta = [torch.zeros_like(p) for p in params]
+    ip_x, ip_y = D.to_float(ip_x.to(device)), ip_y.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    norm = 0.0
+    for _ in range(iters):
+        idx = torch.randperm(len(val_y), generator=gen)[:val_batch] if val_batch else slice(None)
+        vx, vy = D.to_float(val_x[idx].to(device)), val_y[idx].to(device)
+        out.zero_grad(set_to_none=True)
+        if noise_sigma == 0:
+            loss = -lam * _IP_LOSSES[ip_loss](out(ip_x), ip_y) + F.cross_entropy(out(vx), vy)
+            loss.backward()
+        else:                                  # the gradient at θ + δ + ε is the gradient in δ
+            F.cross_entropy(out(vx), vy).backward()
+            backward_under_noise(params, [t + d for t, d in zip(theta, delta)], noise_sigma, noise_draws,
+                                 lambda: -lam * _IP_LOSSES[ip_loss](out(ip_x), ip_y), gen)
+        with torch.no_grad():
+            for d, p in zip(delta, params):
+                d.sub_(lr * p.grad)
+            norm = float(torch.sqrt(sum((d.double() ** 2).sum() for d in delta)))
+            if norm > radius:
+                for d in delta:
+                    d.mul_(radius / norm)
+                norm = radius
+            for p, t, d in zip(params, theta, delta):
+                p.copy_(t + d)
+    out.zero_grad(set_to_none=True)
+    return out.cpu().eval(), norm
+
+
+def worst_case(base: Trained, ip: D.TensorData, val: D.TensorData, *, radius: float, lam: float = 1.0,
+               lr: float = 1e-3, iters: int = 1000, val_batch: int | None = None, seed: int = 0,
+               ip_loss: str = "cross-entropy", noise_sigma: float = 0.0, noise_draws: int = 1) -> Trained:
+    """:func:`worst_case_perturbation` of a cached model, itself cached (record: ``delta_norm``).
+
+    ``ip`` is any labelled set the attacker targets (an IP set: images ``x`` and labels ``y``),
+    ``val`` the attacker's validation data."""
+    cache_key = dict(attack="worst-case", ip=D.digest(ip.x, ip.y), val=val.digest, radius=radius,
+                     lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed, ip_loss=ip_loss,
+                     noise_sigma=noise_sigma, noise_draws=noise_draws)
+    norm = {}
+
+    def run(model):
+        moved, norm["delta"] = worst_case_perturbation(
+            model, ip.x, ip.y, val.x, val.y, radius=radius, lam=lam, lr=lr, iters=iters,
+            val_batch=val_batch, seed=seed, ip_loss=ip_loss, noise_sigma=noise_sigma,
+            noise_draws=noise_draws)
+        model.load_state_dict(moved.state_dict())
+        return {"delta_norm": norm["delta"]}
+
+    return cached_attack(cache_key, base, lambda: copy.deepcopy(base.model), run)

@@ -22,9 +22,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("WMLIB_CACHE", Path.home() / ".cache" / "wmlib")).expanduser()
 
 
+KEY_VERSION = 2
+"""Bumped whenever what a cached result means changes; part of every hash (one version for all)."""
+
+
 def key_hash(key: dict) -> str:
-    """A stable 16-hex-digit hash of a JSON-able configuration."""
-    blob = json.dumps(key, sort_keys=True, default=str)
+    """A stable 16-hex-digit hash of a JSON-able configuration (and :data:`KEY_VERSION`)."""
+    blob = json.dumps({"version": KEY_VERSION, "key": key}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

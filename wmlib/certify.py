@@ -382,3 +382,16 @@ def median_certificate(draw_match, sigma: float, R, alpha: float = 0.001):
         k = order_statistic_index(len(x), p, alpha)
         out[idx] = x[k - 1] if k >= 1 else 0.0
     return float(out) if R.ndim == 0 else out
+
+
+def backward_under_noise(params: list[torch.Tensor], center: list[torch.Tensor], sigma: float, draws: int,
+                         loss, generator: torch.Generator | None = None) -> None:
+    """Accumulate into ``params``' gradients ∇ of the mean of ``loss()`` over ``draws`` noisy
+    copies ``center`` + ε, ε ~ N(0, σ²I) (from ``generator`` on the CPU, else the global RNG).
+    The parameters are left at the last noisy copy: the caller restores them."""
+    for _ in range(draws):
+        with torch.no_grad():
+            for p, c in zip(params, center):
+                z = torch.randn_like(c) if generator is None else torch.randn(c.shape, generator=generator)
+                p.copy_(c + sigma * z.to(c.device))
+        (loss() / draws).backward()

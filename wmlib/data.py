@@ -5,8 +5,9 @@ images in [0, 1] (normalisation lives inside the model, see :mod:`wmlib.models`)
 
 Where the data comes from, in order:
 1. ``$WMLIB_DATA`` (e.g. ``../shared/data``) in torchvision's own layout (``MNIST/raw``,
-   ``FashionMNIST/raw``, ``cifar-10-batches-py``, ``cifar-100-python``), or for CIFAR-10 the
-   JPEG image-folder copy ``cifar10-jpeg/{train,test}/<class>/*.jpg``;
+   ``FashionMNIST/raw``, ``cifar-10-batches-py``, ``cifar-100-python``); for CIFAR-10 also the
+   pixel-exact arrays ``cifar10-lossless/{x,y}_{train,test}.npy.xz`` (preferred when present)
+   and, as a last resort, the JPEG image-folder copy ``cifar10-jpeg/{train,test}/<class>/*.jpg``;
 2. torchvision's ``download=True`` into that root when downloads are allowed: by default only
    when ``$WMLIB_DATA`` is unset (root ``$WMLIB_CACHE/data``); ``WMLIB_DOWNLOAD=1`` forces it.
 """
@@ -43,7 +44,8 @@ DATASETS = {
 _LAYOUT = {
     "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
     "fashion-mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-    "cifar10": "cifar-10-batches-py/ (torchvision) or cifar10-jpeg/{train,test}/<class>/*.jpg",
+    "cifar10": ("cifar10-lossless/{x,y}_{train,test}.npy.xz, cifar-10-batches-py/ (torchvision) "
+                "or cifar10-jpeg/{train,test}/<class>/*.jpg"),
     "cifar100": "cifar-100-python/ (torchvision)",
 }
 
@@ -66,14 +68,14 @@ class TensorData:
         return TensorData(self.x[idx], self.y[idx])
 
     @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.x, self.y)
+    def digest(self) -> str:
+        return digest(self.x, self.y)
 
     def head(self, n: int | None) -> "TensorData":
         return self if n is None or n >= len(self) else self.subset(slice(0, n))
 
 
-def fingerprint(*tensors: torch.Tensor) -> str:
+def digest(*tensors: torch.Tensor) -> str:
     """A short content hash of tensors (cache keys for data that is not a named split)."""
     h = hashlib.sha256()
     for t in tensors:
@@ -118,6 +120,48 @@ def _decode_image_folder(folder: Path) -> TensorData:
     return TensorData(x, torch.tensor(ds.targets, dtype=torch.int64))
 
 
+SOURCES = {
+    "lossless": "the official CIFAR-10 pixels (cifar10-lossless arrays)",
+    "torchvision": "torchvision's files (official pixels)",
+    "jpeg": "a JPEG re-encoded copy (lossy: expect a point or two less accuracy)",
+}
+
+
+def source(name: str) -> str:
+    """Which copy of dataset ``name`` :func:`load` reads: ``lossless`` (CIFAR-10's exact arrays),
+    ``torchvision`` (its own files or a download) or ``jpeg`` (CIFAR-10's lossy fallback).
+
+    Part of every trained model's cache key, and named on every page, so a number is never
+    silently mixed across copies."""
+    dataset_info(name)
+    root = data_root()
+    if name == "cifar10":
+        if (root / "cifar10-lossless" / "x_train.npy.xz").exists():
+            return "lossless"
+        if not (root / "cifar-10-batches-py").exists() and (root / "cifar10-jpeg" / "train").is_dir():
+            return "jpeg"
+    return "torchvision"
+
+
+def _read_xz_array(path: Path):
+    import io
+    import lzma
+
+    import numpy as np
+    with open(path, "rb") as f:
+        return np.load(io.BytesIO(lzma.decompress(f.read())), allow_pickle=False)
+
+
+def _decode_lossless(folder: Path, train: bool) -> TensorData:
+    part = "train" if train else "test"
+    x = torch.from_numpy(_read_xz_array(folder / f"x_{part}.npy.xz")).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(_read_xz_array(folder / f"y_{part}.npy.xz").astype("int64")).reshape(-1)
+    if x.dtype != torch.uint8 or x.shape[1:] != (3, 32, 32) or len(x) != len(y):
+        raise ValueError(f"{folder} does not hold CIFAR-10 uint8 arrays (N, 32, 32, 3): got "
+                         f"x {tuple(x.shape)} {x.dtype}, y {tuple(y.shape)}")
+    return TensorData(x, y)
+
+
 def _load_uncached(name: str, train: bool, root: Path) -> TensorData:
     import torchvision.datasets as tvd
 
@@ -130,9 +174,10 @@ def _load_uncached(name: str, train: bool, root: Path) -> TensorData:
             raise _missing(name, root) from err
         return TensorData(ds.data.unsqueeze(1).contiguous(), ds.targets.long())
     if name == "cifar10":
-        jpeg = root / "cifar10-jpeg" / ("train" if train else "test")
-        if not (root / "cifar-10-batches-py").exists() and jpeg.is_dir():
-            return _decode_image_folder(jpeg)
+        if source(name) == "lossless":
+            return _decode_lossless(root / "cifar10-lossless", train)
+        if source(name) == "jpeg":
+            return _decode_image_folder(root / "cifar10-jpeg" / ("train" if train else "test"))
     cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
     try:
         ds = cls(str(root), train=train, download=download)
@@ -148,7 +193,7 @@ def load(name: str, split: str = "train") -> TensorData:
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r} is not known; accepted values: ['test', 'train']")
     root = data_root()
-    path = cache_dir() / "tensors" / f"{name}-{split}.pt"
+    path = cache_dir() / "tensors" / f"{name}-{source(name)}-{split}.pt"
     if path.exists():
         d = torch.load(path, weights_only=True)
         return TensorData(d["x"], d["y"])

@@ -28,7 +28,7 @@ TRAINABLE = ("all", "head")
 class ExtraBatches(Protocol):
     """Something that appends ``(x, y)`` to each training batch (e.g. a trigger-set cycler)."""
 
-    fingerprint: str
+    digest: str
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
@@ -36,7 +36,7 @@ class ExtraBatches(Protocol):
 class AfterStep(Protocol):
     """Extra work after each optimiser step, e.g. a step on a noisy-model loss (IPCert §4.4)."""
 
-    fingerprint: str
+    digest: str
 
     def __call__(self, model: Classifier, optimizer: torch.optim.Optimizer, epoch: int,
                  step: int) -> None: ...
@@ -107,7 +107,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> float:
 
 def evaluate(trained: Trained, data: D.TensorData) -> float:
     """Accuracy of a cached model on ``data``, itself cached (a rerun re-evaluates nothing)."""
-    return memo("metrics", {"model": trained.hash, "data": data.fingerprint},
+    return memo("metrics", {"model": trained.hash, "data": data.digest},
                 lambda: accuracy(trained.model, data.x, data.y))
 
 
@@ -217,13 +217,13 @@ def train(cfg: TrainConfig, *, extra: ExtraBatches | None = None, init: Trained 
           progress: bool = True) -> Trained:
     """Train ``cfg`` (continuing from ``init`` if given), or load it from the cache.
 
-    The cache key is the whole configuration, the fingerprints of ``extra`` and ``after_step``
-    and the hash of ``init``; ``tag`` names a variant that the arguments alone do not tell apart.
+    The cache key is the whole configuration, the copy of the dataset (:func:`wmlib.data.source`),
+    the digests of ``extra`` and ``after_step`` and the hash of ``init``; ``tag`` names a variant that the arguments alone do not tell apart.
     """
-    key = {"config": asdict(cfg), "extra": getattr(extra, "fingerprint", None),
-           "init": init.hash if init is not None else None, "tag": tag}
-    if after_step is not None:      # only then, so that every earlier key keeps its hash
-        key["after_step"] = after_step.fingerprint
+    cache_key = {"config": asdict(cfg), "data": D.source(cfg.dataset),
+                 "extra": extra.digest if extra is not None else None,
+                 "after_step": after_step.digest if after_step is not None else None,
+                 "init": init.hash if init is not None else None, "tag": tag}
     info = D.dataset_info(cfg.dataset)
 
     def build():
@@ -244,5 +244,5 @@ def train(cfg: TrainConfig, *, extra: ExtraBatches | None = None, init: Trained 
                       progress=progress)
         return model.cpu(), {"history": history, "seconds": time.time() - t0}
 
-    model, record = load_or_create("models", key, build, create)
+    model, record = load_or_create("models", cache_key, build, create)
     return Trained(model.eval(), record)

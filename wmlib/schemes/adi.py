@@ -31,8 +31,8 @@ class TriggerSet:
         return len(self.y)
 
     @property
-    def fingerprint(self) -> str:
-        return D.fingerprint(self.x, self.y)
+    def digest(self) -> str:
+        return D.digest(self.x, self.y)
 
 
 def authors_trigger(dataset: str, preprocess: str = "center-crop", root: Path | None = None) -> TriggerSet:
@@ -114,8 +114,8 @@ class TriggerCycler:
     per_batch: int = 2
 
     @property
-    def fingerprint(self) -> str:
-        return f"adi:{self.trigger.fingerprint}:{self.per_batch}"
+    def digest(self) -> str:
+        return f"adi:{self.trigger.digest}:{self.per_batch}"
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.trigger) - len(self.trigger) % self.per_batch

@@ -22,39 +22,10 @@ from torch import nn
 from .. import data as D
 from ..cache import load_or_create, memo_tensors
 from ..device import default_device
+from ..attacks import NORMS, fgsm
 from ..train import Trained, fit, predict
 
 
-NORMS = ("linf", "l2", "l1")
-
-
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf",
-         batch_size: int = 500) -> torch.Tensor:
-    """x* = clip(x + eps · d, 0, 1), d the gradient direction of the loss J(θ, x, y) normalised
-    under ``norm``: sign(g) for l∞ (FGSM), g/‖g‖₂ for l2 and g/‖g‖₁ for l1 (the fast gradient
-    method of cleverhans 2.x, which the paper used) — Le Merrer et al. 2020, Alg. 1 step 1.
-    Inputs are images in [0, 1] (uint8 is converted)."""
-    if eps < 0:
-        raise ValueError(f"eps={eps} must be >= 0")
-    if norm not in NORMS:
-        raise ValueError(f"norm={norm!r} is not known; accepted values: {list(NORMS)}")
-    device = default_device()
-    was_training = model.training
-    model.eval().to(device)
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = D.to_float(x[i:i + batch_size].to(device)).clone().requires_grad_(True)
-        loss = nn.functional.cross_entropy(model(xb), y[i:i + batch_size].to(device))
-        (grad,) = torch.autograd.grad(loss, xb)
-        if norm == "linf":
-            step = grad.sign()
-        else:
-            flat = grad.flatten(1)
-            size = flat.norm(p=2 if norm == "l2" else 1, dim=1).clamp_min(1e-12)
-            step = grad / size.view(-1, *([1] * (grad.dim() - 1)))
-        out.append((xb + eps * step).clamp(0, 1).detach().cpu())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros_like(D.to_float(x))
 
 
 @dataclass
@@ -119,7 +90,7 @@ def adversaries(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
 def cached_adversaries(base: Trained, data: D.TensorData, eps: float, norm: str = "linf") -> Candidates:
     """:func:`adversaries` of a cached model on ``data``, itself cached by the model's hash, the
     data, ε, the norm and the device type (FGSM's rounding may differ across devices)."""
-    key = dict(kind="frontier-candidates", model=base.hash, data=data.fingerprint, eps=eps, norm=norm,
+    key = dict(kind="frontier-candidates", model=base.hash, data=data.digest, eps=eps, norm=norm,
                device=default_device().type)
 
     def compute():
@@ -177,8 +148,8 @@ class KeyBatches:
     per_batch: int = 2
 
     @property
-    def fingerprint(self) -> str:
-        return f"frontier:{D.fingerprint(self.key.x, self.key.y)}:{self.per_batch}"
+    def digest(self) -> str:
+        return f"frontier:{D.digest(self.key.x, self.key.y)}:{self.per_batch}"
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self.key), generator=generator)
@@ -198,11 +169,9 @@ def mark(base: Trained, key: Key, data: D.TensorData, *, lr: float, max_epochs: 
     from ``data`` so that successive epochs see fresh images. Returns the marked model and the
     epochs it took, or ``None`` when ``max_epochs`` did not suffice (a failed marking)."""
     extra = KeyBatches(key, per_batch)
-    cache_key = dict(scheme="frontier-mark", base=base.hash, key=extra.fingerprint,
-                     data=data.fingerprint, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
-                     seed=seed)
-    if epoch_size is not None:     # only then, so that earlier keys keep their hash
-        cache_key["epoch_size"] = epoch_size
+    cache_key = dict(scheme="frontier-mark", base=base.hash, key=extra.digest,
+                     data=data.digest, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
+                     seed=seed, epoch_size=epoch_size)
     n = min(epoch_size or len(data), len(data))
 
     def create():
@@ -220,22 +189,3 @@ def mark(base: Trained, key: Key, data: D.TensorData, *, lr: float, max_epochs: 
 
     model, record = load_or_create("marks", cache_key, lambda: copy.deepcopy(base.model), create)
     return Trained(model.eval(), record), record["epochs_needed"]
-
-
-def overwrite(marked: Trained, x: torch.Tensor, y: torch.Tensor, *, eps: float, lr: float,
-              epochs: int, batch_size: int = 128, seed: int = 0, progress: bool = False) -> Trained:
-    """The overwriting attack of Le Merrer et al. 2020 (Table 3): the attacker turns images ``x``
-    (labels ``y``; 1,000 test images in the paper) into FGSM adversaries of the leaked model and
-    fine-tunes it on them (adversarial fine-tuning) at a constant ``lr`` for ``epochs`` epochs."""
-    adv = D.TensorData(fgsm(marked.model, x, y, eps), y.clone())
-    cache_key = dict(attack="frontier-overwrite", base=marked.hash, adversaries=adv.fingerprint,
-                     lr=lr, epochs=epochs, batch_size=batch_size, seed=seed)
-
-    def create():
-        model, t0 = copy.deepcopy(marked.model), time.time()
-        history = fit(model, adv, epochs=epochs, lr=lr, batch_size=batch_size, schedule="constant",
-                      seed=seed, desc="adversarial fine-tuning", progress=progress)
-        return model.cpu(), {"history": history, "seconds": time.time() - t0}
-
-    model, record = load_or_create("attacks", cache_key, lambda: copy.deepcopy(marked.model), create)
-    return Trained(model.eval(), record)

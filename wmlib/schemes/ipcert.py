@@ -27,6 +27,7 @@ from .. import data as D
 from ..cache import atomic_save, cache_dir, key_hash, load_or_create, memo
 from ..certify import (
     Votes,
+    backward_under_noise,
     certified_matching_rate,
     majority_certificate,
     median_certificate,
@@ -39,26 +40,13 @@ from .adi import TriggerCycler, TriggerSet
 
 
 # ----------------------------------------------------------------------------- training with noise
-def backward_under_noise(params: list[torch.Tensor], center: list[torch.Tensor], sigma: float, draws: int,
-                         loss, generator: torch.Generator | None = None) -> None:
-    """Accumulate into ``params``' gradients ∇ of the mean of ``loss()`` over ``draws`` noisy
-    copies ``center`` + ε, ε ~ N(0, σ²I) (from ``generator`` on the CPU, else the global RNG).
-    The parameters are left at the last noisy copy: the caller restores them."""
-    for _ in range(draws):
-        with torch.no_grad():
-            for p, c in zip(params, center):
-                z = torch.randn_like(c) if generator is None else torch.randn(c.shape, generator=generator)
-                p.copy_(c + sigma * z.to(c.device))
-        (loss() / draws).backward()
-
-
 @dataclass(frozen=True)
 class NoiseTraining:
     """IPCert §4.4 (Alg. 2): after an update, step on the IP-set loss averaged over ``draws`` noisy
     models θ + ε, ε ~ N(0, σ²I) on every parameter (gradient at θ + ε, applied to θ).
 
     Passed to :func:`wmlib.train.fit` / :func:`~wmlib.train.train` as ``after_step``. It runs every
-    ``every`` steps after ``warmup`` epochs, on ``ip_batch`` random IP points (None: all of them),
+    ``every`` steps, on ``ip_batch`` random IP points (None: all of them),
     with the training optimiser (so momentum and weight decay apply), the model in eval mode (the
     batch-norm running statistics are used, not updated, as when certifying), and ε from the
     global RNG that ``fit`` seeds. The extra cost per step is ``draws`` passes of the IP batch.
@@ -71,7 +59,6 @@ class NoiseTraining:
     sigma: float
     draws: int = 4
     every: int = 1
-    warmup: int = 0
     ip_batch: int | None = None
     clip: float | None = None
 
@@ -87,13 +74,12 @@ class NoiseTraining:
             raise ValueError(f"clip={self.clip} must be > 0 or None")
 
     @property
-    def fingerprint(self) -> str:
-        return (f"ipcert-noise:{self.ip.fingerprint}:sigma={self.sigma}:draws={self.draws}:"
-                f"every={self.every}:warmup={self.warmup}:ip_batch={self.ip_batch}"
-                + (f":clip={self.clip}" if self.clip is not None else ""))   # old keys unchanged
+    def digest(self) -> str:
+        return (f"ipcert-noise:{self.ip.digest}:sigma={self.sigma}:draws={self.draws}:"
+                f"every={self.every}:ip_batch={self.ip_batch}:clip={self.clip}")
 
     def __call__(self, model: Classifier, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> None:
-        if epoch <= self.warmup or step % self.every:
+        if step % self.every:
             return
         device = next(model.parameters()).device
         idx = torch.randperm(len(self.ip))[:self.ip_batch] if self.ip_batch else slice(None)
@@ -142,97 +128,6 @@ def l2_distance(a: nn.Module, b: nn.Module) -> float:
 def parameter_norm(model: nn.Module) -> float:
     """‖θ‖₂ over every parameter (the scale against which an absolute σ or radius R is read)."""
     return float(sum((p.detach().cpu().double() ** 2).sum() for p in model.parameters())) ** 0.5
-
-
-def _margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """mean over points of max_{c≠y} Z_c − Z_y (positive once a point is misclassified)."""
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return (other - logits.gather(1, y[:, None]).squeeze(1)).mean()
-
-
-_IP_LOSSES = {"cross-entropy": F.cross_entropy, "margin": _margin_loss}
-
-
-def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.Tensor,
-                            val_x: torch.Tensor, val_y: torch.Tensor, *, radius: float,
-                            lam: float = 1.0, lr: float = 1e-3, iters: int = 1000,
-                            val_batch: int | None = None, seed: int = 0, ip_loss: str = "cross-entropy",
-                            noise_sigma: float = 0.0, noise_draws: int = 1,
-                            device: torch.device | None = None) -> tuple[Classifier, float]:
-    """IPCert Alg. 1: PGD on δ (every parameter) for min −λ·mean l_IP(θ+δ) + mean l_v(θ+δ) (Eq. 2),
-    s.t. ‖δ‖₂ ≤ R (Eq. 3, one ℓ2 norm over all parameters); returns (a perturbed copy, ‖δ‖₂).
-
-    Plain gradient steps δ ← δ − lr·∇L, then δ ← δ·R/‖δ‖₂ when ‖δ‖₂ > R; the paper uses lr = 0.001,
-    1,000 iterations, |D_v| = 1,000 (λ is not given). ``val_batch`` draws that many validation
-    points per iteration (seeded) instead of all of them. The model runs in eval mode, in float32.
-    ``ip_loss`` "cross-entropy" is the paper's l_IP; "margin" uses max_{c≠y} Z_c − Z_y instead (the
-    Carlini-Wagner margin), whose gradient does not vanish when the cross-entropy of a model with
-    very large logit margins rounds to 0 in float32 (a model trained with noise, for instance).
-    ``noise_sigma`` > 0 attacks the smoothed model instead (an adaptive attack on IPCert / MS): each
-    step averages the IP-set loss over ``noise_draws`` noisy copies θ + δ + ε, ε ~ N(0, σ²I) (seeded).
-    """
-    if radius < 0:
-        raise ValueError(f"radius={radius} must be >= 0")
-    if ip_loss not in _IP_LOSSES:
-        raise ValueError(f"ip_loss={ip_loss!r} is not known; accepted values: {sorted(_IP_LOSSES)}")
-    if val_batch is not None and val_batch < 1:
-        raise ValueError(f"val_batch={val_batch} must be >= 1 or None")
-    if noise_sigma < 0 or noise_draws < 1:
-        raise ValueError(f"noise_sigma={noise_sigma} must be >= 0 and noise_draws={noise_draws} >= 1")
-    device = device or default_device()
-    out = copy.deepcopy(model).eval().to(device)
-    params = list(out.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    theta = [p.detach().clone() for p in params]
-    delta = [torch.zeros_like(p) for p in params]
-    ip_x, ip_y = D.to_float(ip_x.to(device)), ip_y.to(device)
-    gen = torch.Generator().manual_seed(seed)
-    norm = 0.0
-    for _ in range(iters):
-        idx = torch.randperm(len(val_y), generator=gen)[:val_batch] if val_batch else slice(None)
-        vx, vy = D.to_float(val_x[idx].to(device)), val_y[idx].to(device)
-        out.zero_grad(set_to_none=True)
-        if noise_sigma == 0:
-            loss = -lam * _IP_LOSSES[ip_loss](out(ip_x), ip_y) + F.cross_entropy(out(vx), vy)
-            loss.backward()
-        else:                                  # the gradient at θ + δ + ε is the gradient in δ
-            F.cross_entropy(out(vx), vy).backward()
-            backward_under_noise(params, [t + d for t, d in zip(theta, delta)], noise_sigma, noise_draws,
-                                 lambda: -lam * _IP_LOSSES[ip_loss](out(ip_x), ip_y), gen)
-        with torch.no_grad():
-            for d, p in zip(delta, params):
-                d.sub_(lr * p.grad)
-            norm = float(torch.sqrt(sum((d.double() ** 2).sum() for d in delta)))
-            if norm > radius:
-                for d in delta:
-                    d.mul_(radius / norm)
-                norm = radius
-            for p, t, d in zip(params, theta, delta):
-                p.copy_(t + d)
-    out.zero_grad(set_to_none=True)
-    return out.cpu().eval(), norm
-
-
-def worst_case(base: Trained, ip: TriggerSet, val: D.TensorData, *, radius: float, lam: float = 1.0,
-               lr: float = 1e-3, iters: int = 1000, val_batch: int | None = None, seed: int = 0,
-               ip_loss: str = "cross-entropy", noise_sigma: float = 0.0, noise_draws: int = 1) -> Trained:
-    """:func:`worst_case_perturbation` of a cached model, itself cached (record: ``delta_norm``)."""
-    key = dict(attack="ipcert-worst-case", base=base.hash, ip=ip.fingerprint, val=val.fingerprint,
-               radius=radius, lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed)
-    if ip_loss != "cross-entropy" or noise_sigma:     # keys of the paper's attack stay as they were
-        key.update(ip_loss=ip_loss, noise_sigma=noise_sigma, noise_draws=noise_draws)
-
-    def create():
-        t0 = time.time()
-        model, norm = worst_case_perturbation(base.model, ip.x, ip.y, val.x, val.y, radius=radius,
-                                              lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed,
-                                              ip_loss=ip_loss, noise_sigma=noise_sigma,
-                                              noise_draws=noise_draws)
-        return model, {"delta_norm": norm, "seconds": time.time() - t0}
-
-    model, record = load_or_create("attacks", key, lambda: copy.deepcopy(base.model), create)
-    return Trained(model.eval(), record)
 
 
 # ----------------------------------------------------------------------------- fingerprints
@@ -373,7 +268,7 @@ def smoothed_votes(model: Trained, ip: TriggerSet, *, sigma: float, m: int, seed
 
     With one seed, the votes for m' < m draws are those of the first m' draws of m."""
     device = default_device()
-    key = dict(kind="ipcert-votes", model=model.hash, ip=ip.fingerprint, sigma=sigma, m=m, seed=seed,
+    key = dict(kind="ipcert-votes", model=model.hash, ip=ip.digest, sigma=sigma, m=m, seed=seed,
                device=device.type)
 
     def compute():
