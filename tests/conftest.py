@@ -13,7 +13,7 @@ def _has(path: str) -> bool:
 
 
 needs_mnist = pytest.mark.skipif(not _has("MNIST/raw"), reason="WMLIB_DATA with MNIST/raw not set")
-needs_cifar = pytest.mark.skipif(not (_has("cifar10-jpeg") or _has("cifar-10-batches-py")),
+needs_cifar = pytest.mark.skipif(not (_has("cifar10-lossless") or _has("cifar10-jpeg") or _has("cifar-10-batches-py")),
                                  reason="WMLIB_DATA with CIFAR-10 not set")
 needs_trigger = pytest.mark.skipif(not _has("adi-trigger"), reason="WMLIB_DATA with adi-trigger not set")
 

@@ -1,11 +1,13 @@
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import binom
 from torchvision.transforms import functional as TF
 
 from wmlib import data as D
 from wmlib.schemes import adi
 from wmlib.train import TrainConfig, accuracy
+from wmlib.verdict import Verdict
 from conftest import needs_mnist, needs_trigger
 
 
@@ -69,16 +71,29 @@ class _Lookup(torch.nn.Module):
 def test_verification_threshold_and_p_value():
     t = adi.procedural_trigger("cifar10", 100, seed=0)
     owner = adi.verify(_Lookup(t.x, t.y), t, classes=10)
-    assert owner.matches == 100 and owner.verified and owner.threshold == 16
-    assert owner.p_random == pytest.approx(1e-100, rel=1e-6)
+    assert isinstance(owner, Verdict) and owner.scheme == adi.SCHEME
+    assert owner.score == 1.0 and owner.matches == 100 and owner.n == 100 and owner.passed
+    # k = 16: P[Bin(100, 0.1) >= 16] = 0.0399 <= 0.05 < P[>= 15] = 0.0726
+    assert adi.matches_needed(owner) == 16 and owner.threshold == 0.16
+    assert owner.p_value == pytest.approx(1e-100, rel=1e-6)       # 0.1 ** 100
     wrong = (t.y + 1) % 10
     wrong[:20] = t.y[:20]                     # 20 of 100 right: above 16, below 0.5
     v = adi.verify(_Lookup(t.x, wrong), t, classes=10)
-    assert v.matches == 20 and v.verified
-    assert not adi.verify(_Lookup(t.x, wrong), t, classes=10, threshold=0.5).verified
-    assert adi.verify(_Lookup(t.x, wrong), t, classes=10, threshold=0.2).verified
+    assert v.matches == 20 and v.score == 0.2 and v.passed
+    assert v.p_value == pytest.approx(binom.sf(19, 100, 0.1))     # 0.0020
+    half = adi.verify(_Lookup(t.x, wrong), t, classes=10, threshold=0.5)
+    assert adi.matches_needed(half) == 50 and not half.passed
+    assert adi.verify(_Lookup(t.x, wrong), t, classes=10, threshold=0.2).passed
+    assert adi.matches_needed(adi.verify(_Lookup(t.x, wrong), t, classes=10, threshold=0.9)) == 90
     with pytest.raises(ValueError, match="threshold="):
         adi.verify(_Lookup(t.x, wrong), t, classes=10, threshold=20)
+
+
+def test_required_matches_for_more_classes_and_stricter_alpha():
+    assert adi.required_matches(100, 10) == 16
+    assert adi.required_matches(100, 10, alpha=0.01) == 19      # P[>= 18] = 0.0100 > 0.01 >= P[>= 19]
+    assert adi.required_matches(100, 100) == 4                   # P[Bin(100, 0.01) >= 4] = 0.018
+    assert adi.required_matches(100, 10, threshold=0.9) == 90
 
 
 @needs_mnist
@@ -94,16 +109,3 @@ def test_fromscratch_learns_the_trigger_set_and_no_wm_does_not(model_cache):
     clean = train(cfg, progress=False)
     assert clean.hash != marked.hash
     assert accuracy(clean.model, trigger.x, trigger.y) <= 0.4
-
-
-def test_functionality_claims_against_profile_floors():
-    expect = dict(min_clean_acc=0.80, max_nowm_trigger=0.2, min_wm_trigger=0.95, max_acc_drop=0.015)
-    measured = {"NO-WM": {"test": 0.811, "trigger": 0.07},
-                "FROMSCRATCH": {"test": 0.803, "trigger": 0.99},
-                "PRETRAINED": {"test": 0.790, "trigger": 0.94}}
-    c = adi.functionality_claims(measured, expect)
-    assert c["NO-WM"] == {"test": True, "trigger": True}
-    assert c["FROMSCRATCH"] == {"test": True, "trigger": True}
-    assert c["PRETRAINED"] == {"test": False, "trigger": False}   # drops 2.1 points, 94 % < 95 %
-    measured["NO-WM"]["trigger"] = 0.3
-    assert not adi.functionality_claims(measured, expect)["NO-WM"]["trigger"]

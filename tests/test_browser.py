@@ -51,7 +51,16 @@ def visit(browser, page_file: Path, screenshot: Path | None = None) -> dict:
     page.wait_for_load_state("networkidle")
     broken = page.evaluate(
         "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
-    out = {"broken": broken, "external": external, "images": page.evaluate("document.images.length"),
+    too_wide = page.evaluate("""() => {
+        const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+        const limit = col.getBoundingClientRect().width + 2;
+        return Array.from(col.querySelectorAll('table, img')).filter(e => e.offsetParent !== null
+            && e.getBoundingClientRect().width > limit)
+          .map(e => `${e.tagName} ${Math.round(e.getBoundingClientRect().width)} > ${Math.round(limit)}: `
+                    + (e.tagName === 'IMG' ? e.src.split('/').pop() : (e.innerText || '').slice(0, 60)));
+    }""")
+    out = {"broken": broken, "external": external, "too_wide": too_wide,
+           "images": page.evaluate("document.images.length"),
            "text": page.inner_text("body"),
            "summary_rows": page.evaluate(
                "document.querySelectorAll('#results-at-a-glance table tbody tr').length")}
@@ -67,13 +76,16 @@ def test_page_renders_offline_without_broken_images_or_tracebacks(site, browser,
     seen = visit(browser, site / page, SCREENSHOTS / (page.replace("/", "_") + ".png"))
     assert seen["external"] == [], f"{page} requests the network: {seen['external'][:5]}"
     assert seen["broken"] == [], f"{page} has broken images: {seen['broken']}"
+    if page.startswith("book/"):     # the paper pages a reader reads: nothing wider than the text column
+        assert seen["too_wide"] == [], f"{page}: wider than the text column: {seen['too_wide']}"
     assert "Traceback (most recent call last)" not in seen["text"], page
     assert "Exception encountered at" not in seen["text"], page      # papermill's error banner
     if page == "book/adi2018.html":
         assert seen["images"] >= 6          # 3 figures per dataset tab
     if page == "book/index.html":
-        assert seen["summary_rows"] >= 12, "the summary table is empty"
+        assert seen["summary_rows"] >= 3, "the per-paper overview is empty"
         assert "no executed notebook yet" not in seen["text"]
+        assert seen["images"] >= 1, "the landing figure is missing"
 
 
 def test_a_removed_figure_is_caught(site, browser, tmp_path):

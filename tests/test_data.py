@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -65,3 +68,17 @@ def test_augment_crops_and_flips_within_the_padded_image():
         assert vals <= set(x[i].flatten().tolist())
     assert not torch.equal(out, x)
     assert torch.equal(D.augment(x, torch.Generator().manual_seed(0)), out)
+
+
+@pytest.mark.skipif(not (Path(os.environ.get("WMLIB_DATA", "/nonexistent")) / "cifar10-lossless").exists(),
+                    reason="WMLIB_DATA with cifar10-lossless not set")
+def test_cifar10_lossless_is_read_when_present():
+    """The official pixels, in the official order (SOURCE.md of the shared copy)."""
+    assert D.source("cifar10") == "lossless"
+    train, test = D.load("cifar10", "train"), D.load("cifar10", "test")
+    assert train.x.shape == (50000, 3, 32, 32) and train.x.dtype == torch.uint8
+    assert test.x.shape == (10000, 3, 32, 32)
+    assert train.y[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    assert test.y[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
+    mean = train.x.float().mean((0, 2, 3)) / 255
+    assert torch.allclose(mean, torch.tensor([0.4914, 0.4822, 0.4465]), atol=1e-4)

@@ -7,6 +7,7 @@ from scipy import stats
 from wmlib import data as D
 from wmlib.schemes import frontier
 from wmlib.train import TrainConfig, predict, train
+from wmlib.verdict import Verdict
 from conftest import needs_mnist
 
 
@@ -31,12 +32,27 @@ def test_extraction_counts_mismatches_and_p_value():
     y = (x.flatten(1)[:, 0] >= 0.5).long()
     key = frontier.Key(x, y.clone(), torch.zeros(100, dtype=torch.bool), torch.arange(100))
     ok = frontier.extract(_Fixed(), key)
-    assert ok.mismatches == 0 and ok.success and ok.p_value == pytest.approx(2.0 ** -100)
+    assert isinstance(ok, Verdict) and ok.n == 100 and ok.score == 1.0
+    assert frontier.mismatches(ok) == 0 and ok.passed and ok.p_value == pytest.approx(2.0 ** -100)
+    assert ok.threshold == pytest.approx(59 / 100)          # m_K < θ = 42  ⇔  matches ≥ 59
     key.y[:41] = 1 - key.y[:41]
     e = frontier.extract(_Fixed(), key)
-    assert e.mismatches == 41 and e.success and e.p_value < 0.05
+    assert frontier.mismatches(e) == 41 and e.matches == 59 and e.passed and e.p_value < 0.05
+    assert e.score == e.threshold                            # the boundary count is reachable
+    assert e.p_value == pytest.approx(stats.binom.cdf(41, 100, 0.5))
     key.y[41] = 1 - key.y[41]
-    assert not frontier.extract(_Fixed(), key).success
+    boundary = frontier.extract(_Fixed(), key)
+    assert frontier.mismatches(boundary) == 42 and not boundary.passed and boundary.p_value > 0.05
+
+
+def test_extraction_threshold_of_a_small_key_is_reachable():
+    x = torch.rand(20, 1, 4, 4)
+    y = (x.flatten(1)[:, 0] >= 0.5).long()
+    key = frontier.Key(x, y.clone(), torch.zeros(20, dtype=torch.bool), torch.arange(20))
+    key.y[:5] = 1 - key.y[:5]                                # θ = 6: 5 mismatches still pass
+    assert frontier.extract(_Fixed(), key).passed
+    key.y[5] = 1 - key.y[5]
+    assert not frontier.extract(_Fixed(), key).passed
 
 
 def test_fgsm_stays_in_range_and_moves_by_eps():
@@ -87,12 +103,13 @@ def test_marking_stitches_the_frontier_and_extraction_tells_marked_from_unmarked
     base = train(TrainConfig("mlp", "mnist", epochs=2, lr=0.05, n_train=3000), progress=False)
     key = frontier.make_key(base.model, s.attack.x, s.attack.y, size=20, eps=0.25, seed=0)
     before = frontier.extract(base.model, key)
-    assert before.mismatches == 10            # exactly the true adversaries are wrong
+    assert frontier.mismatches(before) == 10    # exactly the true adversaries are wrong
+    assert not before.passed and before.score == 0.5
     data = s.train.head(1000)
     marked, epochs = frontier.mark(base, key, data, lr=0.02, max_epochs=40, per_batch=10)
     assert epochs is not None and 1 <= epochs <= 40
     after = frontier.extract(marked.model, key)
-    assert after.mismatches == 0 and after.success and after.p_value < 1e-5
+    assert frontier.mismatches(after) == 0 and after.passed and after.p_value < 1e-5
     test = D.load("mnist", "test").head(2000)
     acc = lambda m: float((predict(m, test.x) == test.y).float().mean())  # noqa: E731
     assert acc(marked.model) >= acc(base.model) - 0.02

@@ -270,3 +270,29 @@ def test_two_label_votes_certify_only_above_one_half():
     assert np.allclose(cert.p_upper, 1 - cert.p_lower, atol=1e-9)
     assert np.array_equal(cert.radius > 0, cert.p_lower > 0.5)
     assert (cert.p_lower <= 0.5).any() and (cert.p_lower > 0.5).any()     # both sides are exercised
+
+
+# ----------------------------------------------------------------------------- the verdict (§4)
+def test_verify_returns_the_smoothed_mr_and_the_certified_radius():
+    m = 1000
+    counts = np.zeros((10, 10), dtype=np.int64)
+    counts[:8, 1] = m                                     # 8 points: unanimous, matching
+    counts[8:, 2] = m                                     # 2 points: unanimous, wrong label
+    y = np.array([1] * 10)
+    votes = C.Votes(counts, np.full(m, 0.8), sigma=0.5, m=m, seed=0)
+    radii = 0.5 * np.linspace(0, 3.2, 65)
+    v = I.verify(votes, y, threshold=0.5, radii=radii, alpha=0.001)
+    assert v.scheme == "IPCert" and v.score == 0.8 and v.passed and v.n == 10 and v.matches == 8
+    # each unanimous vote of m = 1,000 is certified to r = σ/2·(Φ⁻¹(p̲) − Φ⁻¹(p̄)) ≈ 2.36σ (q = α/10)
+    cert = C.majority_certificate(counts, 0.5, 0.001)
+    assert v.certified_radius == radii[radii < cert.radius[0]].max()
+    assert v.certified_radius == pytest.approx(2.35 * 0.5, abs=0.03)
+    # above the score nothing is claimed, nor certified
+    high = I.verify(votes, y, threshold=0.9, radii=radii)
+    assert not high.passed and high.certified_radius is None and high.score == 0.8
+    # every radius of the grid certified: the largest one is reported
+    assert I.verify(votes, y, threshold=0.5, radii=[0.0, 0.1]).certified_radius == 0.1
+    with pytest.raises(ValueError, match="threshold="):
+        I.verify(votes, y, threshold=80, radii=radii)
+    with pytest.raises(ValueError, match="radii"):
+        I.verify(votes, y, threshold=0.5, radii=[0.2, 0.1])

@@ -27,8 +27,11 @@ KEY_VERSION = 2
 
 
 def key_hash(key: dict) -> str:
-    """A stable 16-hex-digit hash of a JSON-able configuration (and :data:`KEY_VERSION`)."""
-    blob = json.dumps({"version": KEY_VERSION, "key": key}, sort_keys=True, default=str)
+    """A stable 16-hex-digit hash of a JSON-able configuration, :data:`KEY_VERSION` and the
+    numeric precision results are computed in on this machine (:func:`wmlib.device.precision`)."""
+    from .device import precision
+    blob = json.dumps({"version": KEY_VERSION, "precision": precision(), "key": key}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -202,6 +202,12 @@ def load(name: str, split: str = "train") -> TensorData:
     return data
 
 
+def require(name: str) -> None:
+    """Stop with the message that names what is missing when dataset ``name`` is neither under
+    ``$WMLIB_DATA`` nor downloadable (checks by loading its test split, which is cached)."""
+    load(name, "test")
+
+
 @dataclass
 class Splits:
     """Owner's training data, the attacker's data (never seen by the owner) and the evaluation set.

@@ -19,43 +19,35 @@ import sys
 import time
 from pathlib import Path
 
-from . import profiles, report, results
+from . import data as D
+from . import papers, report, results, settings
 from .cache import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = {"adi2018": ("mnist", "cifar10"), "lemerrer2020": ("mnist",),
-             "ipcert2023": ("mnist", "cifar10")}  # (paper, dataset) in the book
-# notebooks under way: tested at smoke (nbval) but neither run by `run` nor in the book until their
-# cpu profile has been run and checked (their pages wait in book/drafts/)
-DRAFTS: dict[str, tuple[str, ...]] = {}
 EXECUTED = ROOT / "build" / "executed"
-BOOK_FILES = ("_config.yml", "_toc.yml", "book")
+BOOK_FILES = ("_config.yml", "_toc.yml", "book", "references.bib")
 
 
-def pairs(papers=None, datasets=None) -> list[tuple[str, str]]:
-    for p in papers or []:
-        if p not in NOTEBOOKS:
-            raise ValueError(f"paper={p!r} is not known; accepted values: {sorted(NOTEBOOKS)}")
-    out = [(p, d) for p, ds in NOTEBOOKS.items() for d in ds
-           if (not papers or p in papers) and (not datasets or d in datasets)]
-    if not out:
-        raise ValueError(f"no notebook matches papers={papers} datasets={datasets}; "
-                         f"available: {NOTEBOOKS}")
-    return out
+pairs = papers.pairs
 
 
 def execute(paper: str, dataset: str, profile: str, out_dir: Path, *, prepare_only: bool = False,
-            progress: bool = True) -> Path:
-    """Execute (or only parametrise) ``notebooks/<paper>.py`` for ``dataset`` at ``profile``."""
+            progress: bool = True, seed: int = 0, tiny: bool = False) -> Path:
+    """Execute (or only parametrise) ``notebooks/<paper>.py`` for ``dataset`` at ``profile``.
+
+    ``tiny``: the profile's models and steps at a size that runs in seconds (a test that the
+    ``paper`` profile still runs on a CPU)."""
     import jupytext
     import papermill
 
-    profiles.get(paper, profile, dataset)          # validates the three names
+    papers.settings(paper, profile, dataset)          # validates the three names
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{paper}-{dataset}.ipynb"
     nb = jupytext.read(ROOT / "notebooks" / f"{paper}.py")
-    params = dict(dataset=dataset, profile=profile)
+    params = dict(dataset=dataset, profile=profile, seed=seed)
+    if tiny:
+        params["tiny"] = True
     if not prepare_only:
         params["results_dir"] = str((out_dir / "results").resolve())
         for stale in (out_dir / "results").glob(f"{paper}-{dataset}-*.json"):
@@ -85,7 +77,10 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None) -> l
     done = []
     timings_file = Path(out_dir) / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    for paper, dataset in pairs(papers, datasets):
+    selected = pairs(papers, datasets, profile if datasets else None)
+    for dataset in sorted({d for _, d in selected}):
+        D.require(dataset)          # a dataset that is not here stops the run before it starts
+    for paper, dataset in selected:
         t0 = time.time()
         print(f"[wmbook] {paper} / {dataset} at profile {profile} ...", flush=True)
         done.append(execute(paper, dataset, profile, out_dir))
@@ -103,28 +98,33 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None) -> l
     return done
 
 
-def draft_pairs() -> list[tuple[str, str]]:
-    return [(p, d) for p, ds in DRAFTS.items() for d in ds]
-
-
 def prepare_smoke(out_dir: Path = ROOT / "build" / "smoke") -> list[Path]:
-    """Every (paper, dataset) notebook, drafts included, with smoke parameters injected, not
-    executed (for nbval)."""
-    return [execute(p, d, "smoke", out_dir, prepare_only=True) for p, d in pairs() + draft_pairs()]
+    """Every (paper, dataset) notebook of the book with smoke parameters injected, not executed
+    (for nbval)."""
+    return [execute(p, d, "smoke", out_dir, prepare_only=True) for p, d in pairs()]
 
 
 def write_summary(executed_dir: Path) -> Path:
-    """``summary.md``: one row per headline number of every executed notebook, from its results."""
-    fmt = report.format_value                       # 1 decimal for %, 3 significant digits else
-    rows = [f"| {rec['paper']} | {rec['dataset']} | {r['quantity']} | {fmt(r['paper'], r.get('unit', '%'))} "
-            f"| {fmt(r['ours'], r.get('unit', '%'))} | {rec['profile']} | {r.get('status') or '—'} | {r['note']} |"
-            for rec in results.read_all(Path(executed_dir) / "results") for r in rec["rows"]]
-    head = ["| paper | dataset | quantity | paper's | ours | profile | status | note |",
-            "|---|---|---|---|---|---|---|---|"]
-    body = rows or ["| — | — | no executed notebook yet: run `python -m wmlib.runner run` "
-                    "| — | — | — | — | — |"]
-    path = Path(executed_dir) / "summary.md"
-    path.write_text("\n".join(head + body) + "\n")
+    """``summary.md`` for the landing page, from the results records of the executed notebooks:
+    per paper, published numbers and how many we regenerate with which status; one figure of the
+    paper's value against ours for every numeric claim (``landing.png``); and every headline row,
+    folded."""
+    executed_dir = Path(executed_dir)
+    records = results.read_all(executed_dir / "results")
+    overview = report.paper_overview(records, papers.PAPERS)
+    parts = [overview.to_markdown(disable_numparse=True), ""]
+    if report.landing_figure(records, executed_dir / "landing.png"):
+        parts += ["```{figure} ../build/executed/landing.png", ":width: 100%", "",
+                  "Every published number we regenerate: the paper's value (x) against ours (y), "
+                  "coloured by status; on the dotted line they agree.", "```", ""]
+    else:
+        (executed_dir / "landing.png").unlink(missing_ok=True)
+        parts += ["*No executed notebook yet: run `python -m wmlib.runner run`.*", ""]
+    table = report.summary_table(records)
+    body = table.to_markdown(index=False, disable_numparse=True) if len(table) else "no executed notebook yet"
+    parts += [f"::::{{dropdown}} Every headline number ({len(table)} rows)", "", body, "", "::::", ""]
+    path = executed_dir / "summary.md"
+    path.write_text("\n".join(parts))
     write_timings(executed_dir)
     return path
 
@@ -180,8 +180,8 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute notebooks with papermill")
-    r.add_argument("--profile", default=os.environ.get("PROFILE") or profiles.default_profile(),
-                   choices=profiles.PROFILE_NAMES)
+    r.add_argument("--profile", default=os.environ.get("PROFILE") or settings.default_profile(),
+                   choices=settings.PROFILES)
     r.add_argument("--paper", action="append", help="paper(s) to run (default: all)")
     r.add_argument("--dataset", action="append", help="dataset(s) to run (default: all)")
     r.add_argument("--out", type=Path, default=EXECUTED)
@@ -189,13 +189,16 @@ def main(argv=None):
     s = sub.add_parser("smoke", help="write smoke-parameter notebooks for nbval")
     s.add_argument("--out", type=Path, default=ROOT / "build" / "smoke")
     a = ap.parse_args(argv)
-    if a.cmd == "run":
-        run(a.profile, a.out, a.paper, a.dataset)
-    elif a.cmd == "book":
-        print("built", build_book())
-    else:
-        for p in prepare_smoke(a.out):
-            print("prepared", p)
+    try:
+        if a.cmd == "run":
+            run(a.profile, a.out, a.paper, a.dataset)
+        elif a.cmd == "book":
+            print("built", build_book())
+        else:
+            for p in prepare_smoke(a.out):
+                print("prepared", p)
+    except (ValueError, FileNotFoundError) as err:     # bad input or missing data: one line, no traceback
+        ap.exit(2, f"{ap.prog}: error: {err}\n")
 
 
 if __name__ == "__main__":

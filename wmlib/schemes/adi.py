@@ -2,10 +2,13 @@
 
 Embedding appends 2 trigger images to every training batch (the authors' ``train.py``):
 FROMSCRATCH from random initialisation, PRETRAINED by continuing to train a clean model.
-Verification counts the trigger images classified as their secret labels.
+Verification counts the trigger images classified as their secret labels and returns a
+:class:`~wmlib.verdict.Verdict` (score = trigger-set accuracy, threshold = k/n, p-value of a
+model answering at random).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -15,6 +18,7 @@ import torch
 from .. import data as D
 from ..stats import binomial_tail, matches_threshold
 from ..train import TrainConfig, Trained, predict, train
+from ..verdict import Verdict
 
 PREPROCESS = ("center-crop", "resize")
 
@@ -141,54 +145,52 @@ def pretrained(clean: Trained, trigger: TriggerSet, epochs: int, lr: float, per_
     return train(cfg, extra=TriggerCycler(trigger, per_batch), init=clean, tag="adi-pretrained", **kw)
 
 
-@dataclass
-class Verification:
-    """Result of querying a model on a trigger set."""
+SCHEME = "Adi et al. trigger set"
 
-    n: int
-    matches: int
-    threshold: int      # matches needed to claim ownership
-    p_random: float     # P[a model answering at random matches >= `matches`] (binomial tail)
 
-    @property
-    def accuracy(self) -> float:
-        return self.matches / self.n
+def required_matches(n: int, classes: int, threshold: float | None = None, alpha: float = 0.05) -> int:
+    """The threshold *k*: how many of the ``n`` trigger images must get their secret labels for a
+    claim of ownership.
 
-    @property
-    def verified(self) -> bool:
-        return self.matches >= self.threshold
+    ``threshold`` is a fraction of the trigger set (e.g. 0.9 tolerates 10 errors in 100); by
+    default it is the fewest matches that a model guessing uniformly among ``classes`` reaches with
+    probability at most ``alpha``: the smallest k with P[Bin(n, 1/|classes|) >= k] <= alpha, so
+    that a model answering at random passes only by chance (the slides' "non-trivial ownership").
+    """
+    if threshold is None:
+        return matches_threshold(n, 1 / classes, alpha)
+    if 0 < threshold <= 1:
+        return math.ceil(round(threshold * n, 9))     # 0.9 × 100 is 90, not 90.000…01
+    raise ValueError(f"threshold={threshold} must be a fraction in (0, 1] or None")
 
 
 def verify(model: torch.nn.Module, trigger: TriggerSet, classes: int, *,
-           threshold: float | None = None, alpha: float = 0.05) -> Verification:
-    """Trigger-set accuracy against a decision threshold.
+           threshold: float | None = None, alpha: float = 0.05) -> Verdict:
+    """Verification (the paper's Verify, with the commitments to the trigger set opened): query
+    ``model`` on the trigger set and compare its trigger-set accuracy with the threshold k/n.
 
-    ``threshold`` is a fraction of the trigger set (e.g. 0.9 tolerates 10 errors); by default it is
-    the fewest matches that a model guessing uniformly among ``classes`` reaches with probability
-    at most ``alpha`` (binomial tail).
+    Returns a :class:`~wmlib.verdict.Verdict` with ``score`` = trigger-set accuracy (matches / n),
+    ``threshold`` = k / n (k from :func:`required_matches`; ``verdict.threshold * verdict.n`` gives
+    k back, see :func:`matches_needed`), ``p_value`` = P[Bin(n, 1/|classes|) >= matches], the
+    chance that a model answering at random does at least as well, and ``n``.
     """
-    n = len(trigger)
-    if threshold is None:
-        k = matches_threshold(n, 1 / classes, alpha)
-    elif 0 < threshold <= 1:
-        k = int(torch.tensor(threshold * n).ceil())
-    else:
-        raise ValueError(f"threshold={threshold} must be a fraction in (0, 1] or None")
-    matches = int((predict(model, trigger.x) == trigger.y).sum())
-    return Verification(n, matches, k, binomial_tail(matches, n, 1 / classes))
+    return verdict(count_matches(model, trigger), len(trigger), classes, threshold=threshold, alpha=alpha)
 
 
-def functionality_claims(measured: dict, expect: dict) -> dict[str, dict[str, bool]]:
-    """The paper's functionality claims checked on our models, against a profile's floors.
+def count_matches(model: torch.nn.Module, trigger: TriggerSet) -> int:
+    """How many trigger images ``model`` classifies as their secret labels."""
+    return int((predict(model, trigger.x) == trigger.y).sum())
 
-    ``measured[name] = {"test": acc, "trigger": acc}`` for NO-WM, FROMSCRATCH, PRETRAINED.
-    NO-WM must be accurate and answer the trigger set at chance; the watermarked models must answer
-    it and lose at most ``max_acc_drop`` test accuracy against NO-WM.
-    """
-    clean = measured["NO-WM"]
-    out = {"NO-WM": {"test": clean["test"] >= expect["min_clean_acc"],
-                     "trigger": clean["trigger"] <= expect["max_nowm_trigger"]}}
-    for name in measured.keys() - {"NO-WM"}:
-        out[name] = {"test": clean["test"] - measured[name]["test"] <= expect["max_acc_drop"],
-                     "trigger": measured[name]["trigger"] >= expect["min_wm_trigger"]}
-    return out
+
+def verdict(matches: int, n: int, classes: int, *, threshold: float | None = None,
+            alpha: float = 0.05) -> Verdict:
+    """The verdict of :func:`verify` for ``matches`` of ``n`` trigger images (one query of the
+    model serves every threshold)."""
+    k = required_matches(n, classes, threshold, alpha)
+    return Verdict(SCHEME, score=matches / n, threshold=k / n,
+                   p_value=binomial_tail(matches, n, 1 / classes), n=n)
+
+
+def matches_needed(verdict: Verdict) -> int:
+    """The threshold k (a count of trigger images) of a verdict from :func:`verify`."""
+    return int(round(verdict.threshold * verdict.n))

@@ -24,8 +24,7 @@ from ..cache import load_or_create, memo_tensors
 from ..device import default_device
 from ..attacks import NORMS, fgsm
 from ..train import Trained, fit, predict
-
-
+from ..verdict import Verdict
 
 
 @dataclass
@@ -121,23 +120,25 @@ def extraction_threshold(key_size: int, alpha: float = 0.05) -> int:
     return t
 
 
-@dataclass
-class Extraction:
-    mismatches: int     # m_K
-    key_size: int
-    threshold: int      # θ
-    p_value: float      # P[Bin(|K|, ½) ≤ m_K]: a coin-flipping model does at least this well
+def extract(model: nn.Module, key: Key, alpha: float = 0.05) -> Verdict:
+    """Algorithm 2: query ``model`` on the key and count the mismatches m_K; the mark is found
+    when m_K < θ (:func:`extraction_threshold`).
 
-    @property
-    def success(self) -> bool:
-        return self.mismatches < self.threshold
-
-
-def extract(model: nn.Module, key: Key, alpha: float = 0.05) -> Extraction:
-    """Algorithm 2: query ``model`` on the key, count mismatches, test against the null model."""
+    As a :class:`~wmlib.verdict.Verdict`: ``score`` is the fraction of key inputs answered with
+    their label, (|K| − m_K)/|K|; ``threshold`` is (|K| − θ + 1)/|K|, the score of m_K = θ − 1
+    mismatches, so ``passed`` ⇔ m_K < θ; ``p_value`` = P[Bin(|K|, ½) ≤ m_K], the chance that a
+    coin-flipping null model does at least this well; ``n`` = |K|. :func:`mismatches` reads m_K back.
+    """
+    n = len(key)
     m = int((predict(model, key.x) != key.y).sum())
-    return Extraction(m, len(key), extraction_threshold(len(key), alpha),
-                      float(stats.binom.cdf(m, len(key), 0.5)))
+    theta = extraction_threshold(n, alpha)
+    return Verdict("frontier stitching", (n - m) / n, (n - theta + 1) / n,
+                   p_value=float(stats.binom.cdf(m, n, 0.5)), n=n)
+
+
+def mismatches(verdict: Verdict) -> int:
+    """m_K of an extraction: the key inputs the suspect model labels differently."""
+    return verdict.n - verdict.matches
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Jiang, Fang & Gong 2023 (IPCert): the building blocks around the certificate.
 
-* worst-case post-processing (§3.1, Eq. 2–3, Alg. 1): PGD on a weight perturbation δ, ‖δ‖₂ ≤ R,
-  that pushes the IP set's loss up while keeping a validation loss down;
+* worst-case post-processing (§3.1, Eq. 2–3, Alg. 1) is :func:`wmlib.attacks.worst_case`;
 * IPGuard fingerprints (Eq. 1, Cao et al. 2021) and IPCert's robust selection of them (Eq. 7);
 * training with noise (§4.4, Alg. 2 of their appendix): the watermark's IP-set loss is also
-  minimised under Gaussian noise on every parameter, so that noisy models keep the watermark.
+  minimised under Gaussian noise on every parameter, so that noisy models keep the watermark;
+* the verdict on a suspect model (:func:`verify`): its smoothed MR against the owner's
+  threshold, with the radius up to which the claim is certified (Eq. 4-6).
 
 Noise is always absolute, N(0, σ²I) on every parameter (not on buffers: batch-norm running
 statistics and the input normalisation stay clean), and models are used in eval mode, as the
@@ -30,12 +31,14 @@ from ..certify import (
     backward_under_noise,
     certified_matching_rate,
     majority_certificate,
+    matching_rate,
     median_certificate,
     noisy_votes,
 )
 from ..device import autocast, default_device
 from ..models import Classifier
 from ..train import TrainConfig, Trained, predict, train
+from ..verdict import Verdict
 from .adi import TriggerCycler, TriggerSet
 
 
@@ -301,3 +304,23 @@ def largest_radius(radii, curve, level: float = 1.0) -> float:
     if len(below) == 0:
         return float(radii[-1])
     return float(radii[below[0] - 1]) if below[0] > 0 else 0.0
+
+
+def verify(votes: Votes, y, *, threshold: float, radii, alpha: float = 0.001,
+           scheme: str = "IPCert") -> Verdict:
+    """IPCert's verdict on a suspect model from its votes (§4): ``score`` = its smoothed MR (the
+    majority label per IP point, Eq. 4), claimed when ``score >= threshold`` (the MR the owner
+    needs to claim); ``certified_radius`` = the largest R of ``radii`` with CMR(R) ≥ ``threshold``
+    (Eq. 6: every model within ℓ2 distance R of this one would still be claimed), None when not
+    even the smallest radius is certified. ``n``: the size of the IP set."""
+    y = np.asarray(y)
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold={threshold} must be a matching rate in [0, 1]")
+    radii = np.asarray(radii, dtype=float)
+    if radii.ndim != 1 or len(radii) == 0 or np.any(np.diff(radii) < 0):
+        raise ValueError("radii must be a non-empty increasing 1-D grid")
+    curve = cmr_curves(votes, y, radii, alpha)["IPCert"]
+    ok = curve >= threshold
+    radius = float(radii[np.flatnonzero(~ok)[0] - 1]) if not ok.all() else float(radii[-1])
+    radius = None if not ok[0] else radius
+    return Verdict(scheme, matching_rate(votes.labels, y), threshold, certified_radius=radius, n=len(y))

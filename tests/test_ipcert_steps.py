@@ -1,0 +1,155 @@
+"""The IPCert notebook's experiment steps (wmlib/papers/ipcert2023.py) and its settings, on a tiny
+MLP that memorises 20 random IP images of a synthetic 10-class task: seconds, no dataset."""
+from dataclasses import fields
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from wmlib import certify as C
+from wmlib import data as D
+from wmlib import papers
+from wmlib import train as T
+from wmlib.models import Classifier, Normalize
+from wmlib.papers import ipcert2023 as S
+from wmlib.schemes import ipcert
+from wmlib.schemes.adi import TriggerCycler, TriggerSet
+
+
+def task(n: int, seed: int) -> D.TensorData:
+    templates = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(123))
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = 0.6 * templates[y] + 0.4 * torch.rand(n, 1, 28, 28, generator=g)
+    return D.TensorData((x * 255).round().to(torch.uint8), y)
+
+
+TRAIN, VAL, EVAL = task(400, 0), task(200, 1), task(200, 2)
+_g = torch.Generator().manual_seed(7)
+IP = TriggerSet(torch.randint(0, 256, (20, 1, 28, 28), generator=_g, dtype=torch.uint8),
+                torch.randint(0, 10, (20,), generator=_g), "random")
+
+
+def mlp(seed: int = 0) -> Classifier:
+    torch.manual_seed(seed)
+    return Classifier(Normalize((0.5,), (0.25,)),
+                      nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU()), nn.Linear(64, 10))
+
+
+@pytest.fixture(scope="module")
+def marked() -> T.Trained:
+    """The MLP trained with the IP set in every batch (it memorises it: MR 1.0)."""
+    model = mlp()
+    T.fit(model, TRAIN, epochs=10, lr=0.05, batch_size=50, schedule="constant", extra=TriggerCycler(IP, 4),
+          progress=False)
+    assert T.accuracy(model, IP.x, IP.y) == 1.0
+    return T.Trained(model.eval(), {"hash": "steps-marked", "seconds": 3.0})
+
+
+@pytest.fixture(scope="module")
+def unmarked() -> T.Trained:
+    model = mlp(1)
+    T.fit(model, TRAIN, epochs=5, lr=0.05, batch_size=50, schedule="constant", progress=False)
+    return T.Trained(model.eval(), {"hash": "steps-unmarked", "seconds": 2.0})
+
+
+# ----------------------------------------------------------------------------- settings
+def test_settings_of_every_profile_and_tiny():
+    for profile in ("smoke", "cpu", "paper"):
+        for dataset in ("mnist", "cifar10"):
+            P = papers.settings("ipcert2023", profile, dataset)
+            assert isinstance(P, S.IPCertSettings)
+            assert P.trigger_preprocess == ("resize" if dataset == "mnist" else "center-crop")
+    paper = papers.settings("ipcert2023", "paper", "cifar10")
+    assert (paper.model, paper.sigma_wm, paper.m, paper.nonstolen, paper.pgd_iters) == ("resnet18", 1.0, 10_000, 50, 1000)
+    tiny = paper.tiny()
+    assert tiny.model == "resnet18" and tiny.sigma_wm == paper.sigma_wm and tiny.lr == paper.lr
+    assert tiny.nonstolen == 2 and tiny.epochs == 1 and tiny.n_train == 300 and tiny.pgd_iters == 2
+    assert 2 <= tiny.m <= 4 and tiny.m_mr == 2 and tiny.targets == S.SMOKE_TARGETS
+    assert all(len(getattr(tiny, f.name)) <= 2 for f in fields(tiny) if f.name.endswith("_sweep"))
+    assert tiny.pgd_radii == (0.25,) and tiny.lam_radius == 0.25 and tiny.lam_sweep == (tiny.pgd_lam,)
+    # cpu: the two claims that do not hold on the CPU CNN are shown, not asserted
+    cpu = papers.settings("ipcert2023", "cpu", "cifar10")
+    assert not cpu.targets.asserted("min_ipcert_minus_ms") and cpu.targets.asserted("min_noise_gain")
+    assert cpu.targets.min_clean_acc == 0.65 and paper.targets.shown_only == ()
+    with pytest.raises(ValueError, match="unknown setting"):
+        cpu.replace(sigma=0.1)
+
+
+def test_settings_helpers_feed_the_same_configuration():
+    P = papers.settings("ipcert2023", "cpu", "mnist")
+    assert P.sigma("watermark") == 0.03 and P.sigma("fingerprint") == 0.01
+    assert P.sigma_sweep("fingerprint") == (0.005, 0.01, 0.02)
+    with pytest.raises(ValueError, match="kind="):
+        P.sigma("backdoor")
+    cfg = P.train_config("mnist", seed=3)
+    assert (cfg.model, cfg.epochs, cfg.lr, cfg.schedule, cfg.batch_size, cfg.weight_decay, cfg.n_train,
+            cfg.seed) == ("cifar_cnn", 2, 0.2, "onecycle", 100, 5e-4, 30_000, 3)
+    noise = P.noise_training(IP)
+    assert (noise.sigma, noise.draws, noise.every, noise.ip_batch, noise.clip) == (0.03, 2, 2, 20, 1.0)
+
+
+# ----------------------------------------------------------------------------- smoothing
+def test_grid_and_ipcert_curve():
+    g = S.grid(0.5)
+    assert len(g) == 65 and g[0] == 0 and g[-1] == pytest.approx(1.6)
+    counts = np.zeros((4, 10), dtype=np.int64)
+    counts[:, 3] = 1000                                    # unanimous votes for label 3
+    v = C.Votes(counts, np.ones(1000), sigma=0.5, m=1000, seed=0)
+    curve = S.ipcert_curve(v, np.array([3, 3, 3, 0]), 0.5, 0.001)
+    # three of four points match, each certified to σ/2·(Φ⁻¹(p̲) − Φ⁻¹(p̄)) ≈ 2.36σ at m = 1,000
+    assert curve[0] == 0.75 and curve[-1] == 0.0
+    assert ipcert.largest_radius(S.grid(1.0), curve, 0.75) == pytest.approx(2.35, abs=0.05)
+
+
+def test_smoother_counts_each_pass_once_and_reads_three_rates(model_cache, marked, unmarked):
+    sm = S.Smoother(seed=0)
+    first = sm.votes(marked, IP, 0.01, 20)
+    again = sm.votes(marked, IP, 0.01, 20)
+    assert again is first and len(sm.seconds) == 1 and sm.seconds[0] > 0
+    rates = sm.mrs(marked, IP, 0.01, 20)
+    assert len(sm.seconds) == 1                              # the same pass
+    assert rates == {"no smoothing": 1.0, "MS": 1.0, "IPCert": 1.0}    # tiny noise keeps the memorised set
+    other = sm.mrs(unmarked, IP, 0.01, 20)
+    assert other["IPCert"] <= 0.4 and other["no smoothing"] <= 0.4 and len(sm.seconds) == 2
+    # a fresh smoother reads the cached votes (their recorded seconds, not a new pass)
+    assert S.Smoother(seed=0).votes(marked, IP, 0.01, 20).seconds == first.seconds
+
+
+# ----------------------------------------------------------------------------- worst-case post-processing
+def test_pgd_sweep_and_removal_radius(model_cache, marked):
+    P = S.IPCertSettings(pgd_radii=(0.5, 3.0), pgd_lr=1.0, pgd_iters=30, pgd_val_batch=100, pgd_lam=10.0)
+    df = S.pgd_sweep(P, {"watermark": (marked, IP)}, VAL, EVAL, seed=0)
+    assert list(df.R) == [0.0, 0.5, 3.0] and list(df.ip.unique()) == ["watermark"]
+    assert df.MR.iloc[0] == 1.0 and df.norm.iloc[0] == 0.0
+    assert df.norm.iloc[1] == pytest.approx(0.5, abs=1e-4) and df.norm.iloc[2] <= 3.0 + 1e-4
+    # measured (λ = 10): MR 1.0 -> 0.90 at R = 0.5 and 0.40 at R = 3, test accuracy 1.0 -> 0.86
+    assert df.MR.iloc[2] <= 0.5 < df.MR.iloc[1] and df.acc.iloc[2] >= 0.75
+    assert S.removal_radius(df, "watermark", 0.5) == 3.0
+    assert S.removal_radius(df, "watermark", -1.0) is None
+    assert S.accuracy_at(df, "watermark", 0.0) == df.acc.iloc[0] and S.accuracy_at(df, "watermark", None) is None
+    with pytest.raises(ValueError, match="kind="):
+        S.removal_radius(df, "wm", 0.2)
+    # the step is cached by every setting: a rerun hits the cache, another λ does not
+    assert S.pgd(P, marked, IP, VAL, 3.0, seed=0).record["cache_hit"]
+    assert not S.pgd(P, marked, IP, VAL, 3.0, lam=1.0, seed=0).record["cache_hit"]
+
+
+def test_post_process_fine_tunes_and_distils_each_target(model_cache, marked, monkeypatch):
+    P = S.IPCertSettings(post_epochs=1, post_lr=0.05, temperature=4.0)
+    post = S.post_process(P, {("watermark", "plain"): (marked, IP)}, VAL, "mnist", seed=0)
+    assert set(post) == {("watermark", "plain", "fine-tuning"), ("watermark", "plain", "distillation")}
+    for m in post.values():
+        drift = ipcert.l2_distance(m.model, marked.model)
+        assert 0 < drift < 5 and not m.record["cache_hit"]
+    again = S.post_process(P, {("watermark", "plain"): (marked, IP)}, VAL, "mnist", seed=0)
+    assert all(m.record["cache_hit"] for m in again.values())
+    assert S.seconds_of(post.values()) == pytest.approx(sum(m.record["seconds"] for m in post.values()))
+
+
+def test_mean_gap():
+    assert S.mean_gap([1.0, 0.5], [0.5, 0.5]) == 0.25
+    assert S.mean_gap(np.ones(3), np.zeros(3)) == 1.0
+    assert isinstance(S.mean_gap(pd.Series([0.2]), [0.1]), float)

@@ -1,0 +1,144 @@
+"""One shape for every paper: claims as data, typed settings, one verdict, one registry."""
+import re
+from dataclasses import dataclass
+
+import pytest
+import yaml
+
+from wmlib import claims, papers, results, runner, settings
+from wmlib.verdict import Verdict
+
+ROOT = runner.ROOT
+
+
+# ----------------------------------------------------------------------------- claims
+def test_every_paper_has_a_valid_claims_file():
+    for p in papers.PAPERS:
+        cl = claims.load(p)
+        assert len(cl) >= 5, p
+        numbers = [c for c in cl.values() if c.value is not None]
+        assert numbers, f"{p} publishes no number?"
+        for c in cl.values():
+            assert c.where, (p, c.id)
+
+
+def test_unknown_claim_and_bad_entries_are_refused(tmp_path):
+    with pytest.raises(claims.UnknownClaim, match="known ids"):
+        claims.get("adi2018", "no-such-claim")
+    bad = tmp_path / "x.yaml"
+    bad.write_text(yaml.safe_dump({"paper": "x", "claims": [
+        {"id": "a", "where": "p. 1", "dataset": "mnist", "quantity": "q", "unit": "%", "value": 1.0,
+         "tolernce": 1}]}))
+    with pytest.raises(ValueError, match="unknown fields.*tolernce"):
+        claims._parse("x", bad)
+    bad.write_text(yaml.safe_dump({"paper": "x", "claims": [
+        {"id": "a", "where": "p. 1", "dataset": "mnist", "quantity": "q", "unit": "furlongs",
+         "value": 1.0, "tolerance": 1}]}))
+    with pytest.raises(ValueError, match="unit="):
+        claims._parse("x", bad)
+
+
+def _claim_ids_in(source: str) -> set[tuple[str, str]]:
+    return set(re.findall(r'claimed\(\s*"(\w+)",\s*"([^"{}]+)"', source))
+
+
+def test_every_claim_a_notebook_names_exists():
+    """A notebook (or a paper module) that refers to an unknown claim fails here, before it runs."""
+    found = set()
+    for path in list((ROOT / "notebooks").glob("*.py")) + list((ROOT / "wmlib" / "papers").glob("*.py")):
+        for paper, cid in _claim_ids_in(path.read_text()):
+            claims.get(paper, cid)
+            found.add((paper, cid))
+    assert found, "no notebook refers to a claim by id"
+
+
+def test_results_refuse_an_unknown_claim_and_guard_smoke(tmp_path):
+    cid = next(c.id for c in claims.load("adi2018").values() if c.value is not None and c.attempted)
+    c = claims.get("adi2018", cid)
+    row = results.claimed("adi2018", cid, c.value, holds=True, profile="cpu")
+    assert row.paper == c.value and row.status == "reproduced" and row.claim == cid
+    assert results.claimed("adi2018", cid, c.value, holds=True, profile="smoke").status == \
+        "not claimed at smoke"
+    far = c.value + 10 * (c.tolerance or 1) + 1
+    assert results.claimed("adi2018", cid, far, holds=True, profile="cpu").status == "qualitatively"
+    assert results.claimed("adi2018", cid, far, holds=False, profile="cpu").status == "not yet"
+    with pytest.raises(claims.UnknownClaim):
+        results.write("adi2018", "mnist", "cpu", [results.Row("q", 1.0, claim="nope")], folder=tmp_path)
+    assert not list(tmp_path.glob("*.json"))        # nothing half written
+
+
+# ----------------------------------------------------------------------------- settings
+def test_every_paper_has_typed_settings_for_every_profile():
+    for p in papers.PAPERS.values():
+        for profile in settings.PROFILES:
+            assert p.datasets(profile), (p.id, profile)
+            for d in p.datasets(profile):
+                s = p.settings(profile, d)
+                assert isinstance(s, settings.Settings), (p.id, profile, d)
+                assert s.table().shape[0] > 3
+                with pytest.raises(ValueError, match="unknown setting.*accepted"):
+                    s.replace(no_such_setting=1)
+                assert hasattr(s, "tiny") and isinstance(s.tiny(), type(s))
+
+
+def test_settings_reject_unknown_names_and_targets_name_their_fields():
+    @dataclass(frozen=True)
+    class T(settings.Targets):
+        min_acc: float = 0.9
+
+    @dataclass(frozen=True)
+    class S(settings.Settings):
+        lr: float = 0.1
+        targets: T = T()
+
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['lrr'\]; accepted: \['lr', 'targets'\]"):
+        S.make(lrr=0.2)
+    assert S.make(lr=0.2).replace(lr=0.3).lr == 0.3
+    with pytest.raises(ValueError, match="min_ac"):
+        T(shown_only=("min_ac",))
+    checks = settings.Checks("cpu", T(shown_only=("min_acc",)))
+    checks.add("accuracy", False, "0.5", target="min_acc")     # shown only: does not fail
+    checks.add("always", True, "1")
+    checks.assert_all()
+    checks.add("floor", False, "0.1", target=None)
+    with pytest.raises(AssertionError, match="floor"):
+        checks.assert_all()
+    assert checks["accuracy"] is False and list(checks.table()["asserted"]) == ["shown only", "yes", "yes"]
+
+
+def test_verdict():
+    v = Verdict("adi", score=0.93, threshold=0.2, p_value=1e-40, n=100)
+    assert v.passed and v.matches == 93 and "claimed" in v.describe()
+    assert not Verdict("frontier", 0.5, 0.59, n=100).passed
+
+
+# ----------------------------------------------------------------------------- registry
+def test_registry_drives_the_runner_and_the_table_of_contents():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    chapters = {c["file"]: c for c in toc["chapters"]}
+    for p in papers.PAPERS.values():
+        assert p.notebook.exists(), p.notebook
+        assert (ROOT / f"{p.page}.md").exists()
+        assert p.page in chapters, f"{p.page} is not in _toc.yml"
+        listed = {s["file"] for s in chapters[p.page].get("sections", [])}
+        assert listed == {f"build/executed/{p.id}-{d}" for d in p.book_datasets}, p.id
+        page = (ROOT / f"{p.page}.md").read_text()
+        for d in p.book_datasets:
+            assert f"{p.id}-{d}.ipynb" in page, (p.id, d)
+        assert p.bibkey in (ROOT / "references.bib").read_text()
+    assert runner.pairs() == papers.pairs()
+
+
+def test_a_dataset_of_the_paper_profile_that_is_not_here_stops_with_its_name(monkeypatch, tmp_path):
+    from wmlib import data
+    monkeypatch.setenv("WMLIB_CACHE", str(tmp_path))
+    if "cifar100" not in papers.get("adi2018").datasets("paper"):
+        pytest.skip("no CIFAR-100 at the paper profile")
+    assert ("adi2018", "cifar100") in papers.pairs(["adi2018"], ["cifar100"], "paper")
+    with pytest.raises(SystemExit) as err:
+        runner.main(["run", "--profile", "paper", "--paper", "adi2018", "--dataset", "cifar100",
+                     "--out", str(tmp_path / "out")])
+    assert err.value.code == 2
+    assert not (tmp_path / "out" / "adi2018-cifar100.ipynb").exists()
+    with pytest.raises(data.DatasetMissing, match="cifar100.*WMLIB_DATA"):
+        data.require("cifar100")
