@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from wmlib import runner
+from wmlib import papers, runner
 from conftest import needs_cifar, needs_mnist, needs_trigger
 
 pytestmark = [needs_mnist, needs_cifar, needs_trigger]
@@ -15,15 +15,15 @@ def _pages(site):
 
 def test_every_page_is_built(site):
     pages = _pages(site)
-    for page in ["index.html", "book/index.html", "book/reproduce.html"] + \
-            [f"book/{p}.html" for p in runner.NOTEBOOKS] + \
+    for page in ["index.html", "book/index.html", "book/reproduce.html", "book/references.html"] + \
+            [f"book/{p}.html" for p in papers.PAPERS] + \
             [f"build/executed/{p}-{d}.html" for p, d in runner.pairs()]:
         assert page in pages, page
 
 
 def test_paper_page_pastes_figures_and_tables_for_each_dataset(site):
     html = (site / "book" / "adi2018.html").read_text()
-    assert html.count("ours (smoke)") >= 2 * 3          # functionality, transfer, fine-tuning, per tab
+    assert html.count("ours at profile smoke") >= 2 * 3  # functionality, transfer, fine-tuning, per tab
     imgs = re.findall(r'<img[^>]+src="([^"]+)"', html)
     assert len(imgs) >= 2 * 3
     for src in imgs:
@@ -36,7 +36,8 @@ def test_frontier_page_pastes_every_table_and_figure(site):
     assert "Produced at profile smoke" in html
     for heading in ("Table 1: magnitude pruning", "Table 2: SVD compression", "Table 3: overwriting"):
         assert heading.lower() in html.lower(), heading
-    assert html.count("paper removed") >= 3                # Tables 1-3 put the paper beside ours
+    for n in (1, 2, 3):                                    # Tables 1-3: the paper's beside ours
+        assert f"the paper (Table {n})" in html
     imgs = re.findall(r'<img[^>]+src="([^"]+)"', html)
     assert len(imgs) >= 4                                  # Fig. 4, 5, 6 and the robustness plot
     for src in imgs:
@@ -47,7 +48,7 @@ def test_ipcert_page_pastes_every_table_and_figure_for_each_dataset(site):
     html = (site / "book" / "ipcert2023.html").read_text()
     assert html.count("Produced at profile smoke") == 2                  # one banner per tab
     assert html.count("paper ℓ2") >= 2                                   # Table 2, paper beside ours
-    assert html.count("ours (smoke)") >= 2 * 2                           # Tables 1 and 3 per tab
+    assert html.count("ours at profile smoke") >= 2 * 2                  # Tables 1 and 3 per tab
     for label in ("IPCert", "MS", "largest R/σ with CMR = 1"):
         assert label in html, label
     imgs = re.findall(r'<img[^>]+src="([^"]+)"', html)
@@ -61,6 +62,17 @@ def test_summary_table_is_filled_from_results(site):
     rows = re.findall(r"<tr[^>]*>\s*<td[^>]*>\s*(?:<p>)?adi2018", html)
     assert len(rows) >= 2 * 6, "summary table should list the headline rows of both datasets"
     assert "no executed notebook yet" not in html
+    for p in papers.PAPERS.values():                   # the per-paper overview, one row each
+        assert p.cite in html, p.cite
+    assert "landing.png" in html                       # the paper-against-ours figure
+
+
+def test_citations_resolve_to_the_bibliography(site):
+    html = (site / "book" / "references.html").read_text()
+    for author in ("Adi", "Le Merrer", "Jiang", "Cohen", "Cao"):
+        assert author in html, author
+    page = (site / "book" / "ipcert2023.html").read_text()
+    assert 'href="references.html#id' in page or "references.html#" in page   # {cite} links there
 
 
 def test_no_traceback_and_nothing_fetched_from_the_network(site):

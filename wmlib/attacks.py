@@ -343,3 +343,63 @@ def worst_case(base: Trained, ip: D.TensorData, val: D.TensorData, *, radius: fl
         return {"delta_norm": norm["delta"]}
 
     return cached_attack(cache_key, base, lambda: copy.deepcopy(base.model), run)
+
+
+# ----------------------------------------------------------------------------- attacks on weight watermarks
+def quantize(base: Trained, bits: int) -> Trained:
+    """Uniform weight quantisation (Tartaglione et al. 2020, poster panels f, h, j; the brief's
+    attack settings): every parameter tensor (weights, biases, batch-norm affine) snapped to the
+    nearest of 2**bits evenly spaced levels between its own min and max; buffers untouched. A
+    constant tensor stays as it is."""
+    if not isinstance(bits, int) or isinstance(bits, bool) or bits < 1:
+        raise ValueError(f"bits={bits!r} must be an integer >= 1")
+
+    def change(model):
+        levels = 2 ** bits - 1
+        for p in model.parameters():
+            lo, hi = p.min(), p.max()
+            if hi > lo:
+                step = (hi - lo) / levels
+                p.copy_(lo + torch.round((p - lo) / step).clamp_(0, levels) * step)
+
+    return _without_training("quantize", base, {"bits": bits}, change)
+
+
+def reset_outliers(base: Trained, fraction: float, *, seed: int = 0) -> Trained:
+    """An informed attacker against a watermark written into the weights (Tartaglione et al.
+    2020): it knows the scheme — a few thousand positions anywhere in the model hold values far
+    larger than trained weights (the payload divided by SF = 0.1 lies in [−10, 10]) — but not the
+    key. It scores every parameter by its robust z-score within its tensor,
+    |w − median| / (1.4826·MAD), and re-initialises the ``fraction`` of all parameters that score
+    highest with draws from N(median, (1.4826·MAD)²) of their tensor, so they look like the rest
+    (seeded; a tensor whose MAD is 0 gets its median). No training follows (compose with
+    :func:`fine_tune` to repair the accuracy)."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction={fraction} must lie in [0, 1]")
+
+    def change(model):
+        params = list(model.parameters())
+        centre, spread, scores = [], [], []
+        for p in params:
+            flat = p.detach().flatten().double().cpu()
+            med = flat.median()
+            mad = 1.4826 * (flat - med).abs().median()
+            centre.append(med)
+            spread.append(mad)
+            scores.append((flat - med).abs() / mad.clamp_min(1e-12))
+        score = torch.cat(scores)
+        k = int(round(fraction * score.numel()))
+        mask = torch.zeros_like(score, dtype=torch.bool)
+        mask[torch.argsort(score, descending=True, stable=True)[:k]] = True
+        g = torch.Generator().manual_seed(seed)
+        start = 0
+        for p, med, mad in zip(params, centre, spread):
+            n = p.numel()
+            m = mask[start:start + n].view(p.shape)
+            start += n
+            if m.any():
+                fresh = med + mad * torch.randn(int(m.sum()), generator=g, dtype=torch.float64)
+                idx = m.nonzero(as_tuple=True)
+                p[tuple(i.to(p.device) for i in idx)] = fresh.to(p.device, p.dtype)
+
+    return _without_training("reset-outliers", base, {"fraction": fraction, "seed": seed}, change)

@@ -140,6 +140,72 @@ def _preact_resnet18(c, n, size):
     return nn.Sequential(*layers), nn.Linear(512, n)
 
 
+def _lenet5_caffe(c, n, size):
+    """LeNet-5, Caffe variant (Tartaglione et al. 2020, the authors' code): conv 20 5x5, max-pool,
+    conv 50 5x5, max-pool, fc 500, fc 10 (431,080 parameters on MNIST); weights N(0, 0.01²) as
+    in that code, biases PyTorch's default."""
+    s = ((size - 4) // 2 - 4) // 2
+    feats = nn.Sequential(
+        nn.Conv2d(c, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(50 * s * s, 500), nn.ReLU())
+    head = nn.Linear(500, n)
+    with torch.no_grad():
+        for m in [*feats, head]:
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.normal_(0.0, 0.01)
+    return feats, head
+
+
+class BasicBlockA(nn.Module):
+    """CIFAR ResNet basic block (He et al. 2016, §4.2) with the option-A shortcut: identity, or
+    2x subsampling plus zero-padded channels when the shape changes (no parameters)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride, self.pad = stride, cout - cin
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        short = x[:, :, ::self.stride, ::self.stride] if self.stride != 1 else x
+        if self.pad:
+            short = nn.functional.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return torch.relu(out + short)
+
+
+def _resnet32(c, n, size):
+    """CIFAR ResNet-32 (He et al. 2016; Tartaglione et al.'s code): 3x3 conv 16, three stages of
+    five option-A basic blocks (16/32/64 channels), global average pool (464,154 parameters)."""
+    layers = [nn.Conv2d(c, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)]
+    cin = 16
+    for width, stride in ((16, 1), (32, 2), (64, 2)):
+        for i in range(5):
+            layers.append(BasicBlockA(cin, width, stride if i == 0 else 1))
+            cin = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), nn.Linear(64, n)
+
+
+def _allcnn_c(c, n, size):
+    """ALL-CNN-C (Springenberg et al. 2015; Tartaglione et al.'s code, with its Dropout2d 0.2 on
+    the input and 0.5 after each stride-2 conv): 3x3 convs 96-96-96/2-192-192-192/2, 3x3 valid
+    conv 192, 1x1 conv 192, global average pool, then the 10-way 1x1 conv as a linear ``head``
+    (the same 1,930 parameters; averaging and a linear map commute, but the code's ReLU after that
+    last conv is dropped so that the head is linear). 1,369,738 parameters on CIFAR-10."""
+    def conv(cin, cout, k=3, stride=1, pad=1):
+        return [nn.Conv2d(cin, cout, k, stride, pad), nn.ReLU(inplace=True)]
+
+    layers = ([nn.Dropout2d(0.2)] + conv(c, 96) + conv(96, 96) + conv(96, 96, stride=2)
+              + [nn.Dropout2d(0.5)] + conv(96, 192) + conv(192, 192) + conv(192, 192, stride=2)
+              + [nn.Dropout2d(0.5)] + conv(192, 192, pad=0) + conv(192, 192, k=1, pad=0)
+              + [nn.AdaptiveAvgPool2d(1), nn.Flatten()])
+    return nn.Sequential(*layers), nn.Linear(192, n)
+
+
 MODELS: dict[str, Callable] = {
     "mnist_cnn": _mnist_cnn,
     "mlp": _mlp,
@@ -149,6 +215,9 @@ MODELS: dict[str, Callable] = {
     "irnn_rows_427": lambda c, n, size: _irnn_rows(c, n, size, 427),
     "cifar_cnn": _cifar_cnn,
     "resnet18": _preact_resnet18,
+    "lenet5_caffe": _lenet5_caffe,
+    "resnet32": _resnet32,
+    "allcnn_c": _allcnn_c,
 }
 
 

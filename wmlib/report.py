@@ -80,12 +80,14 @@ def paper_overview(records: list[dict], registry) -> pd.DataFrame:
         cl = claims.load(p.id)
         rec_rows = [r for r in claim_rows(records) if r["paper_id"] == p.id]
         counts = pd.Series([r["status"] for r in rec_rows]).value_counts()
+        numbers = sum(c.value is not None for c in cl.values())
+        status = ", ".join(f"{int(counts[k])} {k}" for k in ("reproduced", "qualitatively", "not yet")
+                           if counts.get(k, 0))
         rows.append({"paper": p.cite,
-                     "published numbers": sum(c.value is not None for c in cl.values()),
-                     "figure-only claims": sum(c.value is None for c in cl.values()),
-                     "not attempted": sum(not c.attempted for c in cl.values()),
+                     "published": f"{numbers} numbers, {len(cl) - numbers} statements "
+                                  f"({sum(not c.attempted for c in cl.values())} not attempted)",
                      "regenerated": len({r["claim"] for r in rec_rows}),
-                     **{s: int(counts.get(s, 0)) for s in ("reproduced", "qualitatively", "not yet")},
+                     "how they compare": status or "—",
                      "profile": ", ".join(sorted({r["profile"] for r in rec_rows})) or "—"})
     return pd.DataFrame(rows).set_index("paper")
 
@@ -97,12 +99,17 @@ def landing_figure(records: list[dict], path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [r for r in claim_rows(records) if r["paper"] is not None and r["ours"] is not None]
+    pts = [r for r in claim_rows(records) if r["paper"] is not None and r["ours"] is not None
+           and r["unit"] != "parameters"]
     panels = sorted({UNIT_PANELS.get(r["unit"], "counts and points") for r in pts})
     if not panels:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(min(10, 3.3 * len(panels)), 3.3), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(10, 3.3 * nrows + 0.4), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, panel in zip(axes.flat, panels):
         sel = [r for r in pts if UNIT_PANELS.get(r["unit"], "counts and points") == panel]
         lo = min(min(r["paper"], r["ours"]) for r in sel)
         hi = max(max(r["paper"], r["ours"]) for r in sel)
@@ -115,10 +122,10 @@ def landing_figure(records: list[dict], path) -> bool:
                            color=STATUS_COLORS[status], label=status, alpha=0.8)
         ax.set(title=panel, xlabel="paper's value", ylabel="ours")
         ax.grid(alpha=0.3)
-    handles = {h.get_label(): h for ax in axes[0] for h in ax.collections}
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8,
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.collections}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=9,
                frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.4 / (3.3 * nrows + 0.4), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -126,10 +133,10 @@ def landing_figure(records: list[dict], path) -> bool:
 
 def summary_table(records: list[dict]) -> pd.DataFrame:
     """Every headline row of every executed notebook (the folded long table of the landing page)."""
-    rows = [{"paper": rec["paper"], "dataset": rec["dataset"], "quantity": r["quantity"],
+    rows = [{"notebook": f"{rec['paper']}, {rec['dataset']}",
+             "quantity": f"{r['quantity']} ({r.get('unit', '%')})",
              "paper's": format_value(r["paper"], r.get("unit", "%")),
-             "ours": format_value(r["ours"], r.get("unit", "%")), "unit": r.get("unit", "%"),
-             "profile": rec["profile"], "status": r.get("status") or "—"}
+             "ours": format_value(r["ours"], r.get("unit", "%")),
+             "status": r.get("status") or "—", "profile": rec["profile"]}
             for rec in records for r in rec["rows"]]
-    return pd.DataFrame(rows, columns=["paper", "dataset", "quantity", "paper's", "ours", "unit",
-                                       "profile", "status"])
+    return pd.DataFrame(rows, columns=["notebook", "quantity", "paper's", "ours", "status", "profile"])

@@ -153,12 +153,12 @@ class IPCertSettings(Settings):
 
     def tiny(self) -> "IPCertSettings":
         """The same models (architecture, optimiser, σ) and every step of the notebook at a size
-        that a CPU runs in minutes (ResNet-18 costs ≈ 0.1 s per training image there): 300 owner
-        images for one epoch, two non-stolen models, one epoch of post-processing on 50 images,
+        that a CPU runs in minutes (ResNet-18 costs ≈ 0.1 s per training image there): 128 owner
+        images (half a batch) for one epoch, two non-stolen models, one epoch of post-processing on 50 images,
         2–4 noise draws, one PGD radius at 2 iterations (the λ "sweep" reuses it), two points of
         the other sweeps; the smoke profile's targets (sanity bounds)."""
         return self.replace(
-            n_train=300, epochs=1, nonstolen=2, nonstolen_epochs=1, n_post=50, post_epochs=1,
+            n_train=128, epochs=1, nonstolen=2, nonstolen_epochs=1, n_post=50, post_epochs=1,
             noise_draws=1, noise_every=2, noise_ip_batch=10,
             fp_n=10, fp_steps=2, m=4, m_curve=2, m_mr=2, m_sweep=(2,),
             pgd_radii=self.pgd_radii[:1], pgd_iters=2, pgd_val_batch=20, n_val=50,
