@@ -46,3 +46,18 @@ def site(tmp_path_factory) -> Path:
     for paper, dataset in runner.pairs():
         runner.execute(paper, dataset, "smoke", executed, progress=False)
     return runner.build_book(runner.stage(root / "src", executed), strict=True)
+
+
+class LookupModel(torch.nn.Module):
+    """A 'model' that answers a fixed label for each of the given images (0 for any other)."""
+
+    def __init__(self, x, labels, classes=10):
+        super().__init__()
+        self.keys = {row.numpy().tobytes(): int(l) for row, l in zip(D.to_float(x), labels)}
+        self.classes = classes
+
+    def forward(self, x):
+        out = torch.zeros(len(x), self.classes)
+        for i, row in enumerate(x):
+            out[i, self.keys.get(row.numpy().tobytes(), 0)] = 1
+        return out

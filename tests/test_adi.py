@@ -8,7 +8,7 @@ from wmlib import data as D
 from wmlib.schemes import adi
 from wmlib.train import TrainConfig, accuracy
 from wmlib.verdict import Verdict
-from conftest import needs_mnist, needs_trigger
+from conftest import LookupModel, needs_mnist, needs_trigger
 
 
 @needs_trigger
@@ -53,24 +53,9 @@ def test_cycler_shows_every_trigger_once_per_round():
     assert torch.equal(next(again)[0], seen[0][0])
 
 
-class _Lookup(torch.nn.Module):
-    """A 'model' that answers a fixed label for each of the given images."""
-
-    def __init__(self, x, labels, classes=10):
-        super().__init__()
-        self.keys = {row.numpy().tobytes(): int(l) for row, l in zip(D.to_float(x), labels)}
-        self.classes = classes
-
-    def forward(self, x):
-        out = torch.zeros(len(x), self.classes)
-        for i, row in enumerate(x):
-            out[i, self.keys.get(row.numpy().tobytes(), 0)] = 1
-        return out
-
-
 def test_verification_threshold_and_p_value():
     t = adi.procedural_trigger("cifar10", 100, seed=0)
-    owner = adi.verify(_Lookup(t.x, t.y), t, classes=10)
+    owner = adi.verify(LookupModel(t.x, t.y), t, classes=10)
     assert isinstance(owner, Verdict) and owner.scheme == adi.SCHEME
     assert owner.score == 1.0 and owner.matches == 100 and owner.n == 100 and owner.passed
     # k = 16: P[Bin(100, 0.1) >= 16] = 0.0399 <= 0.05 < P[>= 15] = 0.0726
@@ -78,15 +63,15 @@ def test_verification_threshold_and_p_value():
     assert owner.p_value == pytest.approx(1e-100, rel=1e-6)       # 0.1 ** 100
     wrong = (t.y + 1) % 10
     wrong[:20] = t.y[:20]                     # 20 of 100 right: above 16, below 0.5
-    v = adi.verify(_Lookup(t.x, wrong), t, classes=10)
+    v = adi.verify(LookupModel(t.x, wrong), t, classes=10)
     assert v.matches == 20 and v.score == 0.2 and v.passed
     assert v.p_value == pytest.approx(binom.sf(19, 100, 0.1))     # 0.0020
-    half = adi.verify(_Lookup(t.x, wrong), t, classes=10, threshold=0.5)
+    half = adi.verify(LookupModel(t.x, wrong), t, classes=10, threshold=0.5)
     assert adi.matches_needed(half) == 50 and not half.passed
-    assert adi.verify(_Lookup(t.x, wrong), t, classes=10, threshold=0.2).passed
-    assert adi.matches_needed(adi.verify(_Lookup(t.x, wrong), t, classes=10, threshold=0.9)) == 90
+    assert adi.verify(LookupModel(t.x, wrong), t, classes=10, threshold=0.2).passed
+    assert adi.matches_needed(adi.verify(LookupModel(t.x, wrong), t, classes=10, threshold=0.9)) == 90
     with pytest.raises(ValueError, match="threshold="):
-        adi.verify(_Lookup(t.x, wrong), t, classes=10, threshold=20)
+        adi.verify(LookupModel(t.x, wrong), t, classes=10, threshold=20)
 
 
 def test_required_matches_for_more_classes_and_stricter_alpha():

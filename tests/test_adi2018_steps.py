@@ -12,7 +12,7 @@ from wmlib.papers import adi2018 as A
 from wmlib.schemes import adi
 from wmlib.train import Trained, accuracy, predict
 from wmlib.verdict import Verdict
-from conftest import needs_mnist, random_data
+from conftest import LookupModel, needs_mnist, random_data
 
 
 # ----------------------------------------------------------------------------- settings
@@ -104,19 +104,6 @@ def test_functionality_rows_take_the_paper_numbers_from_the_claims():
 
 
 # ----------------------------------------------------------------------------- verification
-class _Lookup(torch.nn.Module):
-    """A 'model' that answers a fixed label for each of the given images (0 for any other)."""
-
-    def __init__(self, x, labels, classes=10):
-        super().__init__()
-        self.keys = {row.numpy().tobytes(): int(l) for row, l in zip(D.to_float(x), labels)}
-        self.classes = classes
-
-    def forward(self, x):
-        out = torch.zeros(len(x), self.classes)
-        for i, row in enumerate(x):
-            out[i, self.keys.get(row.numpy().tobytes(), 0)] = 1
-        return out
 
 
 def test_verification_table_thresholds_p_values_and_the_adversary():
@@ -124,8 +111,8 @@ def test_verification_table_thresholds_p_values_and_the_adversary():
     adversary = adi.procedural_trigger("cifar10", 100, seed=1)
     half = t.y.clone()
     half[50:] = (half[50:] + 1) % 10                     # 50 of 100 right
-    models = {"owner": Trained(_Lookup(t.x, t.y)), "half": Trained(_Lookup(t.x, half)),
-              "FROMSCRATCH": Trained(_Lookup(t.x, t.y))}
+    models = {"owner": Trained(LookupModel(t.x, t.y)), "half": Trained(LookupModel(t.x, half)),
+              "FROMSCRATCH": Trained(LookupModel(t.x, t.y))}
     table, claim = A.verification_table(models, t, adversary, classes=10)
     assert list(table.columns) == ["matches", "p-value", "claimed, k = 16", "claimed, k = 50",
                                    "claimed, k = 90"]
