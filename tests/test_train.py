@@ -59,3 +59,28 @@ def test_bad_config_names_the_parameter():
     with pytest.raises(ValueError, match="trainable="):
         T.fit(build_model("mlp", "mnist"), random_data("mnist", 4), epochs=1, lr=0.1,
               trainable="body", progress=False)
+
+
+def test_precision_is_measured_once_even_from_inside_no_grad(tmp_path, monkeypatch):
+    """The first caller of the precision choice may be an evaluation under no_grad."""
+    import json
+
+    from wmlib import device
+    monkeypatch.setenv("WMLIB_CACHE", str(tmp_path))
+    monkeypatch.delenv("WMLIB_PRECISION", raising=False)
+    device.precision.cache_clear()
+    try:
+        with torch.no_grad():
+            chosen = device.precision("cpu")
+        assert chosen in device.PRECISIONS
+        kept = json.loads((tmp_path / "precision.json").read_text()) if (tmp_path / "precision.json").exists() else None
+        if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX"):
+            (entry,) = kept.values()
+            t = entry["seconds per step"]
+            assert entry["precision"] == ("bf16" if t["bf16"] * 1.2 < t["fp32"] else "fp32")
+        monkeypatch.setenv("WMLIB_PRECISION", "fp64")
+        device.precision.cache_clear()
+        with pytest.raises(ValueError, match="WMLIB_PRECISION"):
+            device.precision("cpu")
+    finally:
+        device.precision.cache_clear()

@@ -40,16 +40,17 @@ def _train_step_seconds(dtype: torch.dtype | None, steps: int = 3) -> float:
     x = torch.rand(100, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (100,))
     times = []
-    for _ in range(steps + 1):
-        t0 = time.perf_counter()
-        ctx = (torch.autocast("cpu", dtype=dtype) if dtype is not None
-               else contextlib.nullcontext())
-        with ctx:
-            loss = nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t0)
+    with torch.enable_grad():            # the first caller may be inside no_grad (e.g. predict)
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            ctx = (torch.autocast("cpu", dtype=dtype) if dtype is not None
+                   else contextlib.nullcontext())
+            with ctx:
+                loss = nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
