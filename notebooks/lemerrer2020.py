@@ -272,12 +272,8 @@ glue("fig_false_positives", fig)
 
 # %%
 ROBUST_UNITS = {**steps.UNITS, "plausible": ""}
-pruning_raw = exp.compression(marks, "prune")
-pruning = steps.robustness_table(pruning_raw)
-pruning.columns.name = f"ours at profile {profile}"
+_, pruning, paper_pruning = steps.robustness_tables(exp, marks, "prune", profile)
 glue("pruning", report.tidy(pruning, ROBUST_UNITS))
-paper_pruning = steps.paper_table("prune")
-paper_pruning.columns.name = "the paper (Table 1)"
 glue("pruning_paper", report.tidy(paper_pruning, ROBUST_UNITS))
 report.tidy(pruning, ROBUST_UNITS)
 
@@ -285,22 +281,14 @@ report.tidy(pruning, ROBUST_UNITS)
 report.tidy(paper_pruning, ROBUST_UNITS)
 
 # %%
-svd_raw = exp.compression(marks, "svd")
-svd = steps.robustness_table(svd_raw)
-svd.columns.name = f"ours at profile {profile}"
+_, svd, paper_svd = steps.robustness_tables(exp, marks, "svd", profile)
 glue("svd", report.tidy(svd, ROBUST_UNITS))
-paper_svd = steps.paper_table("svd")
-paper_svd.columns.name = "the paper (Table 2)"
 glue("svd_paper", report.tidy(paper_svd, ROBUST_UNITS))
 report.tidy(svd, ROBUST_UNITS)
 
 # %%
-ow = exp.overwriting(marks)
-overwriting = steps.robustness_table(ow)
-overwriting.columns.name = f"ours at profile {profile}"
+ow, overwriting, paper_overwriting = steps.robustness_tables(exp, marks, "overwrite", profile)
 glue("overwriting", report.tidy(overwriting, ROBUST_UNITS))
-paper_overwriting = steps.paper_table("overwrite")
-paper_overwriting.columns.name = "the paper (Table 3)"
 glue("overwriting_paper", report.tidy(paper_overwriting, ROBUST_UNITS))
 report.tidy(overwriting, ROBUST_UNITS)
 

@@ -61,3 +61,12 @@ class LookupModel(torch.nn.Module):
         for i, row in enumerate(x):
             out[i, self.keys.get(row.numpy().tobytes(), 0)] = 1
         return out
+
+
+def template_task(n: int, seed: int) -> D.TensorData:
+    """MNIST-shaped images: one fixed random template per class, blended with noise."""
+    templates = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(123))
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = 0.6 * templates[y] + 0.4 * torch.rand(n, 1, 28, 28, generator=g)
+    return D.TensorData((x * 255).round().to(torch.uint8), y)

@@ -16,7 +16,7 @@ from wmlib.cache import key_hash
 from wmlib.models import Classifier, Normalize
 from wmlib.schemes import ipcert as I
 from wmlib.schemes.adi import TriggerCycler, TriggerSet
-from conftest import random_data
+from conftest import random_data, template_task
 
 
 def tiny() -> Classifier:
@@ -25,13 +25,7 @@ def tiny() -> Classifier:
                       nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU()), nn.Linear(64, 10))
 
 
-def task(n: int, seed: int) -> D.TensorData:
-    """MNIST-shaped images: one fixed random template per class, blended with noise."""
-    templates = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(123))
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 10, (n,), generator=g)
-    x = 0.6 * templates[y] + 0.4 * torch.rand(n, 1, 28, 28, generator=g)
-    return D.TensorData((x * 255).round().to(torch.uint8), y)
+task = template_task
 
 
 TRAIN, VAL = task(500, 0), task(300, 1)

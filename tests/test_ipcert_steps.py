@@ -16,14 +16,10 @@ from wmlib.models import Classifier, Normalize
 from wmlib.papers import ipcert2023 as S
 from wmlib.schemes import ipcert
 from wmlib.schemes.adi import TriggerCycler, TriggerSet
+from conftest import template_task
 
 
-def task(n: int, seed: int) -> D.TensorData:
-    templates = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(123))
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 10, (n,), generator=g)
-    x = 0.6 * templates[y] + 0.4 * torch.rand(n, 1, 28, 28, generator=g)
-    return D.TensorData((x * 255).round().to(torch.uint8), y)
+task = template_task
 
 
 TRAIN, VAL, EVAL = task(400, 0), task(200, 1), task(200, 2)

@@ -202,3 +202,11 @@ def test_split_cuts_the_test_set_in_three():
     exp = steps.Experiment(P, "mnist", seed=3, data=d)
     assert exp.config("CNN").seed == 3 and exp.config("CNN", unmarked=2).seed == 5
     assert exp.config("IRNN", unmarked=1).epochs == P.nets["IRNN"].unmarked_epochs
+
+
+def test_robustness_tables_name_their_source_and_refuse_unknown_attacks():
+    from wmlib.papers import lemerrer2020 as steps
+    with pytest.raises(ValueError, match="attack=.*accepted values"):
+        steps.robustness_tables(None, None, "quantize", "cpu")
+    paper = steps.paper_table("prune")
+    assert len(paper) > 0

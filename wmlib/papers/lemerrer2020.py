@@ -432,6 +432,23 @@ def robustness_table(raw: pd.DataFrame, nets=TABLE_ORDER) -> pd.DataFrame:
     return df.loc[order] if len(df) else df
 
 
+ATTACK_TABLES = {"prune": "Table 1", "svd": "Table 2", "overwrite": "Table 3"}
+
+
+def robustness_tables(exp: "Experiment", marks: pd.DataFrame, attack: str,
+                      profile: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Tables 1–3 (``attack`` prune / svd / overwrite): the raw per-marking rows, our table and
+    the paper's, each table's header naming where it comes from."""
+    if attack not in ATTACK_TABLES:
+        raise ValueError(f"attack={attack!r} is not known; accepted values: {list(ATTACK_TABLES)}")
+    raw = exp.overwriting(marks) if attack == "overwrite" else exp.compression(marks, attack)
+    ours = robustness_table(raw)
+    ours.columns.name = f"ours at profile {profile}"
+    paper = paper_table(attack)
+    paper.columns.name = f"the paper ({ATTACK_TABLES[attack]})"
+    return raw, ours, paper
+
+
 def marking_summary(marks: pd.DataFrame, eps: float) -> pd.DataFrame:
     """Fig. 4 in numbers: per (network, |K|) at ``eps`` (l∞), the markings, how many hit the
     epoch cap, the median epochs, the median and mean accuracy drop (points) and the fraction
