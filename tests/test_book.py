@@ -57,6 +57,18 @@ def test_ipcert_page_pastes_every_table_and_figure_for_each_dataset(site):
         assert (site / "book" / src).resolve().exists(), f"broken image {src}"
 
 
+def test_tartaglione_page_pastes_every_panel_for_each_dataset(site):
+    html = (site / "book" / "tartaglione2020.html").read_text()
+    assert html.count("Produced at profile smoke") == 2                  # one banner per tab
+    for label in ("Fine-tuning (panels e, g, i)", "quantisation", "set to 0", "fraction reset",
+                  "correlation, naive", "correlation, robust", "claimed, repaired"):
+        assert label in html, label
+    imgs = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert len(imgs) >= 2 * 3                              # panels e-j, the valley, per tab
+    for src in imgs:
+        assert (site / "book" / src).resolve().exists(), f"broken image {src}"
+
+
 def test_summary_table_is_filled_from_results(site):
     html = (site / "book" / "index.html").read_text()
     rows = re.findall(r"<tr[^>]*>\s*<td[^>]*>\s*(?:<p>)?adi2018", html)

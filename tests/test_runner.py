@@ -49,6 +49,8 @@ def test_summary_is_generated_from_records(tmp_path):
     assert overview.loc["Adi et al. 2018", "how they compare"] == "1 qualitatively"
     numbers = sum(c.value is not None for c in claims.load("adi2018").values())
     assert overview.loc["Adi et al. 2018", "published"].startswith(f"{numbers} numbers")
+    assert overview.loc["Tartaglione et al. 2020", "published"].startswith(
+        "qualitative only: the poster gives no numbers")
     assert (tmp_path / "landing.png").stat().st_size > 5000        # the figure was drawn
     assert "../build/executed/landing.png" in text
     assert (tmp_path / "timings.md").exists()

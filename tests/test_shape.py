@@ -17,7 +17,8 @@ def test_every_paper_has_a_valid_claims_file():
         cl = claims.load(p)
         assert len(cl) >= 5, p
         numbers = [c for c in cl.values() if c.value is not None]
-        assert numbers, f"{p} publishes no number?"
+        # a poster whose numbers did not survive (Tartaglione et al.) is read as statements
+        assert numbers or all(c.statement for c in cl.values()), f"{p} publishes no number and no statement?"
         for c in cl.values():
             assert c.where, (p, c.id)
 

@@ -365,6 +365,43 @@ def quantize(base: Trained, bits: int) -> Trained:
     return _without_training("quantize", base, {"bits": bits}, change)
 
 
+def _at(model: nn.Module, where: dict[str, torch.Tensor]):
+    """(parameter, multi-index) for each named tensor of ``where`` (flat row-major indices)."""
+    params = dict(model.named_parameters())
+    missing = sorted(set(where) - set(params))
+    if missing:
+        raise ValueError(f"where names tensors the model does not have: {missing[:5]}")
+    for name, flat in where.items():
+        p = params[name]
+        yield p, tuple(i.to(p.device) for i in torch.unravel_index(torch.as_tensor(flat), p.shape))
+
+
+def noise_at(base: Trained, where: dict[str, torch.Tensor], std: float, *, seed: int = 0) -> Trained:
+    """Gaussian noise N(0, ``std``²) added to the given coordinates only (``where``: parameter
+    name → flat indices), the rest of the model untouched: how far the loss rises when those
+    weights move (Tartaglione et al. 2020, poster panels a–d, the steep valley). Seeded."""
+    if not std >= 0:
+        raise ValueError(f"std={std} must be >= 0")
+    g = torch.Generator().manual_seed(seed)
+
+    def change(model):
+        for p, idx in _at(model, where):
+            p[idx] += std * torch.randn(len(idx[0]), generator=g).to(p.device, p.dtype)
+
+    coords = sorted((k, D.digest(torch.as_tensor(v))) for k, v in where.items())
+    return _without_training("noise-at", base, {"where": coords, "std": std, "seed": seed}, change)
+
+
+def set_at(base: Trained, where: dict[str, torch.Tensor], value: float) -> Trained:
+    """The given coordinates (parameter name → flat indices) set to ``value``, the rest untouched."""
+    def change(model):
+        for p, idx in _at(model, where):
+            p[idx] = value
+
+    coords = sorted((k, D.digest(torch.as_tensor(v))) for k, v in where.items())
+    return _without_training("set-at", base, {"where": coords, "value": value}, change)
+
+
 def reset_outliers(base: Trained, fraction: float, *, seed: int = 0) -> Trained:
     """An informed attacker against a watermark written into the weights (Tartaglione et al.
     2020): it knows the scheme — a few thousand positions anywhere in the model hold values far

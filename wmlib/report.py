@@ -13,7 +13,7 @@ DECIMALS = {"%": 1, "points": 2, "of 100": 1, "models": 0, "parameters": 0, "cou
 
 def format_value(v, unit: str) -> str:
     """A number as tables show it: one decimal for percentages, whole counts, two decimals for
-    rates (MR, CMR, correlation), three significant digits else; a dash for no number."""
+    rates (MR, CMR), three for a correlation, three significant digits else; a dash for no number."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     if isinstance(v, bool):
@@ -21,8 +21,10 @@ def format_value(v, unit: str) -> str:
     if unit in DECIMALS:
         d = DECIMALS[unit]
         return f"{v:,.{d}f}" if d else f"{int(round(v)):,}"
-    if unit in ("MR", "CMR", "correlation", "rate") and abs(v) <= 1:
+    if unit in ("MR", "CMR", "rate") and abs(v) <= 1:
         return f"{v:.2f}"
+    if unit == "correlation" and abs(v) <= 1:       # watermark correlations differ in the third digit
+        return f"{v:.3f}"
     if v != 0 and abs(v) < 0.01:
         return f"{v:.2g}"
     return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
@@ -83,9 +85,11 @@ def paper_overview(records: list[dict], registry) -> pd.DataFrame:
         numbers = sum(c.value is not None for c in cl.values())
         status = ", ".join(f"{int(counts[k])} {k}" for k in ("reproduced", "qualitatively", "not yet")
                            if counts.get(k, 0))
-        rows.append({"paper": p.cite,
-                     "published": f"{numbers} numbers, {len(cl) - numbers} statements "
-                                  f"({sum(not c.attempted for c in cl.values())} not attempted)",
+        published = (f"{numbers} numbers, {len(cl) - numbers} statements "
+                     f"({sum(not c.attempted for c in cl.values())} not attempted)" if numbers else
+                     f"qualitative only: the {getattr(p, 'source', 'paper')} gives no numbers "
+                     f"({len(cl)} statements)")
+        rows.append({"paper": p.cite, "published": published,
                      "regenerated": len({r["claim"] for r in rec_rows}),
                      "how they compare": status or "—",
                      "profile": ", ".join(sorted({r["profile"] for r in rec_rows})) or "—"})

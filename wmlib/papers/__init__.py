@@ -22,6 +22,7 @@ class Paper:
     cite: str            # how the pages name it, e.g. "Adi et al. 2018"
     title: str
     bibkey: str          # its entry in references.bib
+    source: str = "paper"   # what we read its claims from ("poster": Tartaglione et al.)
 
     @property
     def module(self):
@@ -60,6 +61,9 @@ PAPERS: dict[str, Paper] = {p.id: p for p in (
           "Adversarial Frontier Stitching for Remote Neural Network Watermarking", "lemerrer2020"),
     Paper("ipcert2023", "Jiang et al. 2023",
           "IPCert: Provably Robust Intellectual Property Protection for Machine Learning", "jiang2023"),
+    Paper("tartaglione2020", "Tartaglione et al. 2020",
+          "Delving in the loss landscape to embed robust watermarks into neural networks", "tartaglione2020",
+          source="poster"),
 )}
 
 

@@ -75,6 +75,10 @@ class Key:
         blob = json.dumps([self.names, self.index]).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def coordinates(self) -> dict[str, torch.Tensor]:
+        """Per tensor name: the flat indices the key holds there (what an oracle attack takes)."""
+        return {name: flat for name, (_pos, flat) in self.groups().items()}
+
     def groups(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per tensor name: (positions in the key, flat indices in the tensor), both int64."""
         names = np.asarray(self.names)
