@@ -111,9 +111,10 @@ class TartaglioneSettings(Settings):
 
 TINY_TARGETS = TartaglioneTargets(min_clean_acc=0.05, max_acc_drop=1.0,
                                   shown_only=("min_clean_acc", "max_acc_drop"))
-# smoke: LeNet5-caffe learns MNIST in two short epochs, ResNet-32 nothing in one epoch of 1,000 images
-# (measured 6 % on 500): its accuracy targets are shown there, not asserted
-_SMOKE_TARGETS = TartaglioneTargets(min_clean_acc=0.3, max_acc_drop=0.01, shown_only=("max_acc_drop",))
+# smoke: seconds of training learn little — the unwatermarked LeNet5-caffe, from its N(0, 0.01²)
+# initialisation, reached 43.6 % in 100 steps (the watermarked ones 95 %), ResNet-32 6 % in one epoch
+# of 1,000 images — so accuracy targets are shown, not asserted; the verdict checks are asserted
+_SMOKE_TARGETS = TartaglioneTargets(min_clean_acc=0.3, max_acc_drop=0.01, shown_only=("min_clean_acc", "max_acc_drop"))
 
 # cpu: LeNet5-caffe on half of MNIST; ResNet-32 alone on a fifth of CIFAR-10 (ALL-CNN-C is 3x the
 # parameters and about 4x the compute; the robust embedding costs 1 + R = 5 forward/backward
@@ -127,8 +128,7 @@ SETTINGS: dict[str, dict[str, TartaglioneSettings]] = {
         "cifar10": TartaglioneSettings(models=("resnet32",), scale=1.0, epochs=1, lr=0.1, n_train=1000, n_attack=300,
                                        n_test=500, ft_epochs=1, bits=(8, 2), prune_rates=(0.9,),
                                        key_noise=(10.0,), reset_fractions=(0.005,), repair_epochs=1,
-                                       targets=dataclasses.replace(_SMOKE_TARGETS, min_clean_acc=0.12,
-                                                                   shown_only=("min_clean_acc", "max_acc_drop"))),
+                                       targets=dataclasses.replace(_SMOKE_TARGETS, min_clean_acc=0.12)),
     },
     "cpu": {
         "mnist": TartaglioneSettings(models=("lenet5_caffe",), scale=1.0, epochs=8, lr=0.05, n_train=30_000,
