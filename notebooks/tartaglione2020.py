@@ -122,10 +122,8 @@ axes[0, 0].legend(fontsize=8)
 fig.tight_layout()
 glue("fig_finetune", fig)
 plt.close(fig)
-last = ft[ft.epoch == ft.epoch.max()].pivot_table(index=["model", "lr"], columns="embedding",
-                                                 values=["correlation", "accuracy"])
-last.columns = [f"{a}, {e}" for a, e in last.columns]
-ft_table = report.tidy(last, {c: ("%" if c.startswith("accuracy") else "correlation") for c in last.columns})
+last = ft[ft.epoch == ft.epoch.max()].set_index(["model", "embedding", "lr"])[["correlation", "accuracy"]]
+ft_table = report.tidy(last, {"correlation": "correlation", "accuracy": "%"})
 ft_table.columns.name = f"after {int(ft.epoch.max())} epochs, profile {profile}"
 glue("finetune", ft_table)
 
@@ -154,10 +152,8 @@ axes[0, 0].legend(fontsize=8)
 fig.tight_layout()
 glue("fig_compression", fig)
 plt.close(fig)
-comp = compression.pivot_table(index=["model", "attack", "level"], columns="embedding",
-                               values=["correlation", "accuracy"], sort=False)
-comp.columns = [f"{a}, {e}" for a, e in comp.columns]
-comp_table = report.tidy(comp, {c: ("%" if c.startswith("accuracy") else "correlation") for c in comp.columns})
+comp = compression.set_index(["model", "attack", "embedding", "level"])
+comp_table = report.tidy(comp, {"correlation": "correlation", "accuracy": "%"})
 comp_table.columns.name = f"ours at profile {profile}"
 glue("compression", comp_table)
 
@@ -181,10 +177,8 @@ for ax, m in zip(axes[0], valley.model.unique()):
 fig.tight_layout()
 glue("fig_valley", fig)
 plt.close(fig)
-val = valley.pivot_table(index=["model", "key weights"], columns="embedding",
-                         values=["correlation", "accuracy lost"], sort=False)
-val.columns = [f"{a}, {e}" for a, e in val.columns]
-valley_tab = report.tidy(val, {c: ("points" if c.startswith("accuracy") else "correlation") for c in val.columns})
+val = valley.set_index(["model", "embedding", "key weights"]).drop(columns="noise")
+valley_tab = report.tidy(val, {"correlation": "correlation", "accuracy lost": "points"})
 valley_tab.columns.name = f"ours at profile {profile}"
 glue("valley", valley_tab)
 

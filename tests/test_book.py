@@ -61,7 +61,7 @@ def test_tartaglione_page_pastes_every_panel_for_each_dataset(site):
     html = (site / "book" / "tartaglione2020.html").read_text()
     assert html.count("Produced at profile smoke") == 2                  # one banner per tab
     for label in ("Fine-tuning (panels e, g, i)", "quantisation", "set to 0", "fraction reset",
-                  "correlation, naive", "correlation, robust", "claimed, repaired"):
+                  "accuracy lost", "naive", "robust", "claimed, repaired"):
         assert label in html, label
     imgs = re.findall(r'<img[^>]+src="([^"]+)"', html)
     assert len(imgs) >= 2 * 3                              # panels e-j, the valley, per tab

@@ -376,6 +376,10 @@ def _at(model: nn.Module, where: dict[str, torch.Tensor]):
         yield p, tuple(i.to(p.device) for i in torch.unravel_index(torch.as_tensor(flat), p.shape))
 
 
+def _digest_where(where: dict[str, torch.Tensor]) -> list:
+    return sorted((k, D.digest(torch.as_tensor(v))) for k, v in where.items())
+
+
 def noise_at(base: Trained, where: dict[str, torch.Tensor], std: float, *, seed: int = 0) -> Trained:
     """Gaussian noise N(0, ``std``²) added to the given coordinates only (``where``: parameter
     name → flat indices), the rest of the model untouched: how far the loss rises when those
@@ -388,8 +392,7 @@ def noise_at(base: Trained, where: dict[str, torch.Tensor], std: float, *, seed:
         for p, idx in _at(model, where):
             p[idx] += std * torch.randn(len(idx[0]), generator=g).to(p.device, p.dtype)
 
-    coords = sorted((k, D.digest(torch.as_tensor(v))) for k, v in where.items())
-    return _without_training("noise-at", base, {"where": coords, "std": std, "seed": seed}, change)
+    return _without_training("noise-at", base, {"where": _digest_where(where), "std": std, "seed": seed}, change)
 
 
 def set_at(base: Trained, where: dict[str, torch.Tensor], value: float) -> Trained:
@@ -398,8 +401,7 @@ def set_at(base: Trained, where: dict[str, torch.Tensor], value: float) -> Train
         for p, idx in _at(model, where):
             p[idx] = value
 
-    coords = sorted((k, D.digest(torch.as_tensor(v))) for k, v in where.items())
-    return _without_training("set-at", base, {"where": coords, "value": value}, change)
+    return _without_training("set-at", base, {"where": _digest_where(where), "value": value}, change)
 
 
 def reset_outliers(base: Trained, fraction: float, *, seed: int = 0) -> Trained:
