@@ -12,7 +12,10 @@ by the whole configuration when it trains).
   without training.
 * FGSM adversarial inputs and overwriting by adversarial fine-tuning (Le Merrer et al. 2020,
   Alg. 1 and Table 3).
-* Worst-case PGD on the weights within an ℓ2 ball (IPCert Alg. 1), also against a smoothed model.
+* Worst-case PGD on the weights within an ℓ2 ball (IPCert Alg. 1), also against a smoothed model,
+  over the parameters (the papers' space) or over the whole model file (:mod:`wmlib.certspace`).
+* The buffer-only attack: edit only batch-norm statistics and the input normalisation, no
+  parameter, to push an IP set away from its labels.
 """
 from __future__ import annotations
 
@@ -22,8 +25,10 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.nn import functional as F
 
+from . import certspace
 from . import data as D
 from .cache import key_hash, load_or_create
 from .certify import backward_under_noise
@@ -252,10 +257,15 @@ def overwrite(base: Trained, data: D.TensorData, *, eps: float, lr: float, epoch
 
 
 # ----------------------------------------------------------------------------- worst case on the weights
-def _margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """mean over points of max_{c≠y} Z_c − Z_y (positive once a point is misclassified)."""
+def _margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """max_{c≠y} Z_c − Z_y per point (positive once a point is misclassified)."""
     other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return (other - logits.gather(1, y[:, None]).squeeze(1)).mean()
+    return other - logits.gather(1, y[:, None]).squeeze(1)
+
+
+def _margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean over points of max_{c≠y} Z_c − Z_y."""
+    return _margins(logits, y).mean()
 
 
 _IP_LOSSES = {"cross-entropy": F.cross_entropy, "margin": _margin_loss}
@@ -324,14 +334,20 @@ def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.T
 
 def worst_case(base: Trained, ip: D.TensorData, val: D.TensorData, *, radius: float, lam: float = 1.0,
                lr: float = 1e-3, iters: int = 1000, val_batch: int | None = None, seed: int = 0,
-               ip_loss: str = "cross-entropy", noise_sigma: float = 0.0, noise_draws: int = 1) -> Trained:
+               ip_loss: str = "cross-entropy", noise_sigma: float = 0.0, noise_draws: int = 1,
+               space: str = "parameters") -> Trained:
     """:func:`worst_case_perturbation` of a cached model, itself cached (record: ``delta_norm``).
 
     ``ip`` is any labelled set the attacker targets (an IP set: images ``x`` and labels ``y``),
-    ``val`` the attacker's validation data."""
+    ``val`` the attacker's validation data. ``space="parameters"`` perturbs the parameters (the
+    paper's Alg. 1; buffers untouched); ``"folded"`` perturbs every coordinate of the model file's
+    certified space (:func:`wmlib.certspace.fold`; the returned model is the folded one) with
+    ‖δ‖₂ ≤ R measured there."""
+    certspace.check_space(space)
     cache_key = dict(attack="worst-case", ip=D.digest(ip.x, ip.y), val=val.digest, radius=radius,
                      lam=lam, lr=lr, iters=iters, val_batch=val_batch, seed=seed, ip_loss=ip_loss,
-                     noise_sigma=noise_sigma, noise_draws=noise_draws)
+                     noise_sigma=noise_sigma, noise_draws=noise_draws,
+                     **({"space": certspace.space_key(space)} if space != "parameters" else {}))
     norm = {}
 
     def run(model):
@@ -341,6 +357,82 @@ def worst_case(base: Trained, ip: D.TensorData, val: D.TensorData, *, radius: fl
             noise_draws=noise_draws)
         model.load_state_dict(moved.state_dict())
         return {"delta_norm": norm["delta"]}
+
+    make = (lambda: certspace.fold(base.model)) if space == "folded" else (lambda: copy.deepcopy(base.model))
+    return cached_attack(cache_key, base, make, run)
+
+
+def buffer_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.Tensor, data: D.TensorData, *,
+                        radius: float | None = None, lam: float = 1.0, lr: float = 0.01, steps: int = 100,
+                        cap: float = 2.0, batch_size: int = 100, seed: int = 0,
+                        device: torch.device | None = None) -> tuple[Classifier, float]:
+    """The buffer-only attack: a copy of ``model`` whose parameters are bit-identical and whose
+    batch-norm statistics and normalisation buffers minimise −λ·margin(IP set) + cross-entropy on
+    ``data`` (a batch of ``batch_size`` per step); returns (the copy, its ℓ2 distance to ``model``
+    in the certified space, :func:`wmlib.certspace.distance`).
+
+    Adam (``lr``, ``steps``) on the running means and log(variance + ε) (normalisation: mean and
+    log std), the coordinates of the default certified space; with ``radius`` their change is
+    projected onto the ℓ2 ball of that radius after each step (so the certified distance is
+    ≤ R; the parameter distance is 0 whatever R). The IP term is the margin max_{c≠y} Z_c − Z_y
+    of the adaptive PGD, capped at ``cap`` per point: a point pushed past the boundary by that
+    much stops pulling, so the statistics do not wreck the model for it."""
+    if radius is not None and radius < 0:
+        raise ValueError(f"radius={radius} must be >= 0 or None (unbounded)")
+    if steps < 0 or batch_size < 1:
+        raise ValueError(f"steps={steps} must be >= 0 and batch_size={batch_size} >= 1")
+    device = device or default_device()
+    out = copy.deepcopy(model).eval().to(device)
+    if not certspace.statistics(out):
+        raise ValueError("the model has no batch norm or normalisation buffers to attack")
+    folded = certspace.fold(out, "log-statistics").requires_grad_(False)
+    stats = {n: m for n, m in folded.named_modules() if isinstance(m, certspace.Statistics)}
+    start = {f"{n}.{k}": getattr(m, k).detach().clone() for n, m in stats.items() for k in ("mean", "spread")}
+    coords = {k: v.clone().requires_grad_(True) for k, v in start.items()}
+    ip_x, ip_y = D.to_float(ip_x.to(device)), ip_y.to(device)
+    opt = torch.optim.Adam(list(coords.values()), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(len(data), (batch_size,), generator=gen)
+        xb, yb = D.to_float(data.x[idx].to(device)), data.y[idx].to(device)
+        opt.zero_grad(set_to_none=True)
+        net = lambda x: functional_call(folded, coords, (x,))  # noqa: E731
+        margin = _margins(net(ip_x), ip_y).clamp_max(cap)
+        (-lam * margin.mean() + F.cross_entropy(net(xb), yb)).backward()
+        opt.step()
+        if radius is not None:
+            with torch.no_grad():
+                norm = torch.sqrt(sum(((coords[k] - start[k]) ** 2).sum() for k in coords))
+                if norm > radius:
+                    for k in coords:
+                        coords[k].copy_(start[k] + (coords[k] - start[k]) * radius / norm)
+    with torch.no_grad():
+        for module, name in zip(certspace.statistics(out), stats):
+            mean, spread = coords[f"{name}.mean"], coords[f"{name}.spread"].exp()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.running_mean.copy_(mean)
+                module.running_var.copy_(spread - module.eps)        # the coordinate is log(v + ε)
+            else:
+                module.mean.copy_(mean.view_as(module.mean))
+                module.std.copy_(spread.view_as(module.std))
+    out = out.cpu().eval()
+    return out, certspace.distance(out, model.cpu())
+
+
+def buffer_attack(base: Trained, ip: D.TensorData, data: D.TensorData, *, radius: float | None = None,
+                  lam: float = 1.0, lr: float = 0.01, steps: int = 100, cap: float = 2.0, batch_size: int = 100,
+                  seed: int = 0) -> Trained:
+    """:func:`buffer_perturbation` of a cached model, itself cached (record: ``folded_distance``)."""
+    cache_key = dict(attack="buffers", ip=D.digest(ip.x, ip.y), data=data.digest, radius=radius, lam=lam,
+                     lr=lr, steps=steps, cap=cap, batch_size=batch_size, seed=seed,
+                     space=certspace.space_key("folded", "log-statistics"))
+    dist = {}
+
+    def run(model):
+        moved, dist["d"] = buffer_perturbation(model, ip.x, ip.y, data, radius=radius, lam=lam, lr=lr,
+                                               steps=steps, cap=cap, batch_size=batch_size, seed=seed)
+        model.load_state_dict(moved.state_dict())
+        return {"folded_distance": dist["d"]}
 
     return cached_attack(cache_key, base, lambda: copy.deepcopy(base.model), run)
 

@@ -1,8 +1,11 @@
 """Certification over model parameters: votes of Gaussian-noised models and their certificates.
 
 Both certified IP-protection frameworks smooth a model θ with Gaussian noise on *all of its
-parameters* (buffers such as batch-norm running statistics are left alone) and query the noisy
-models θ + ε, ε ~ N(0, σ²I), on the IP set (x_i, y_i), i = 1..n:
+parameters* and query the noisy models θ + ε, ε ~ N(0, σ²I), on the IP set (x_i, y_i), i = 1..n.
+The engine noises ``model.parameters()`` of the module it is given: pass
+:func:`wmlib.certspace.fold` of a model to certify its whole file (batch-norm statistics and
+normalisation included, the default of the notebooks); the model itself gives the papers'
+parameter-only certificate, which an edit of buffers alone escapes.
 
 * **IPCert** (Jiang, Fang, Gong 2023, §4) takes a majority vote per IP point,
   G(θ, x) = argmax_c P[F(θ + ε, x) = c], and certifies each vote with the radius of Eq. 5

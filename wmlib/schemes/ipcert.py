@@ -7,9 +7,11 @@
 * the verdict on a suspect model (:func:`verify`): its smoothed MR against the owner's
   threshold, with the radius up to which the claim is certified (Eq. 4-6).
 
-Noise is always absolute, N(0, σ²I) on every parameter (not on buffers: batch-norm running
-statistics and the input normalisation stay clean), and models are used in eval mode, as the
-certificate (:mod:`wmlib.certify`) uses them.
+Noise is always absolute, N(0, σ²I), and models are used in eval mode. Training with noise and
+the attacks perturb the parameters, as the paper; the certificate (:func:`smoothed_votes`) adds
+its noise in the certified space of the whole model file by default (:mod:`wmlib.certspace`:
+batch-norm statistics and the input normalisation folded into parameters), the paper's
+parameter-only certificate on request (``space="parameters"``).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from .. import certspace
 from .. import data as D
 from ..cache import atomic_save, cache_dir, key_hash, load_or_create, memo
 from ..certify import (
@@ -120,12 +123,9 @@ def watermark(cfg: TrainConfig, trigger: TriggerSet, noise: NoiseTraining | None
 
 # ----------------------------------------------------------------------------- worst-case post-processing
 def l2_distance(a: nn.Module, b: nn.Module) -> float:
-    """ℓ2 distance between two models' parameters, all layers together (IPCert Table 2, "ℓ2 perturbation")."""
-    pa, pb = list(a.parameters()), list(b.parameters())
-    if len(pa) != len(pb) or any(x.shape != y.shape for x, y in zip(pa, pb)):
-        raise ValueError("the two models do not have the same parameter shapes")
-    total = sum(((x.detach().cpu().double() - y.detach().cpu().double()) ** 2).sum() for x, y in zip(pa, pb))
-    return float(total) ** 0.5
+    """ℓ2 distance between two models' parameters, all layers together (IPCert Table 2, "ℓ2
+    perturbation"); buffers are not counted (:func:`wmlib.certspace.distance` counts them)."""
+    return certspace.distance(a, b, "parameters")
 
 
 def parameter_norm(model: nn.Module) -> float:
@@ -265,18 +265,25 @@ class SmoothedVotes(Votes):
 
 
 def smoothed_votes(model: Trained, ip: TriggerSet, *, sigma: float, m: int, seed: int = 0,
-                   progress: bool = False) -> SmoothedVotes:
+                   space: str = "folded", progress: bool = False) -> SmoothedVotes:
     """:func:`wmlib.certify.noisy_votes` of a cached model on an IP set, itself cached (JSON) by the
-    model's hash, the IP set, σ, m, the seed and the device type (the noise differs by device).
+    model's hash, the IP set, σ, m, the seed, the space and the device type (the noise differs by
+    device).
 
-    With one seed, the votes for m' < m draws are those of the first m' draws of m."""
+    ``space="folded"`` (the default) adds the noise in the certified space of the whole model file
+    (:func:`wmlib.certspace.fold`: batch-norm statistics and normalisation folded into
+    parameters), so the certificate covers every tensor a thief could edit; ``"parameters"`` is
+    the papers' certificate, over ``model.parameters()`` only (buffers outside it). With one
+    seed, the votes for m' < m draws are those of the first m' draws of m."""
     device = default_device()
+    certspace.check_space(space)
     key = dict(kind="ipcert-votes", model=model.hash, ip=ip.digest, sigma=sigma, m=m, seed=seed,
-               device=device.type)
+               device=device.type, **({"space": certspace.space_key(space)} if space != "parameters" else {}))
 
     def compute():
         t0 = time.time()
-        v = noisy_votes(model.model, ip.x, ip.y, sigma=sigma, m=m, seed=seed, progress=progress)
+        v = noisy_votes(certspace.folded(model.model, space), ip.x, ip.y, sigma=sigma, m=m, seed=seed,
+                        progress=progress)
         return {"counts": v.counts.tolist(), "draw_match": v.draw_match.tolist(),
                 "seconds": time.time() - t0}
 
