@@ -49,10 +49,12 @@ def test_ipcert_page_pastes_every_table_and_figure_for_each_dataset(site):
     assert html.count("Produced at profile smoke") == 2                  # one banner per tab
     assert html.count("paper ℓ2") >= 2                                   # Table 2, paper beside ours
     assert html.count("ours at profile smoke") >= 2 * 2                  # Tables 1 and 3 per tab
-    for label in ("IPCert", "MS", "largest R/σ with CMR = 1"):
+    for label in ("IPCert", "MS", "largest R/σ with CMR = 1", "ℓ2, whole file", "after (buffers only)",
+                  "CMR promised there, parameter-only certificate", "PGD ≤ R", "median after", "log-statistics"):
         assert label in html, label
+    assert "What the paper&#8217;s certificate does not cover" in html or "What the paper’s certificate" in html
     imgs = re.findall(r'<img[^>]+src="([^"]+)"', html)
-    assert len(imgs) >= 2 * 5                              # Figs. 1, 2/5, 3, 4, 6/7 in both tabs
+    assert len(imgs) >= 2 * 6                              # Figs. 1, 2/5, 3, 4, 6/7 and the soundness one
     for src in imgs:
         assert (site / "book" / src).resolve().exists(), f"broken image {src}"
 

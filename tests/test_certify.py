@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from scipy import stats
 
 from wmlib import certify as C
@@ -200,3 +201,18 @@ def test_certificate_input_errors():
         C.matching_rate([0, 1], [0])
     with pytest.raises(ValueError, match="alpha"):
         C.median_certificate([0.5], sigma=1.0, R=0.0, alpha=0.0)
+
+
+def test_prefixes_are_the_votes_of_the_first_draws():
+    """One pass of m draws gives the votes of a separate pass of m' < m, bit for bit (same noise order)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))
+    x, y = torch.rand(7, 3, 2, 2), torch.randint(0, 5, (7,))
+    full = C.noisy_votes(model, x, y, sigma=0.8, m=30, seed=4, prefixes=(5, 12))
+    assert sorted(full.prefixes) == [5, 12]
+    for k in (5, 12):
+        alone = C.noisy_votes(model, x, y, sigma=0.8, m=k, seed=4)
+        assert np.array_equal(full.prefixes[k].counts, alone.counts) and full.prefixes[k].m == k
+        assert np.array_equal(full.prefixes[k].draw_match, alone.draw_match)
+    with pytest.raises(ValueError, match="prefixes="):
+        C.noisy_votes(model, x, y, sigma=0.8, m=10, seed=4, prefixes=(10,))

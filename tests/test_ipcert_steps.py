@@ -112,6 +112,15 @@ def test_smoother_counts_each_pass_once_and_reads_three_rates(model_cache, marke
     assert other["IPCert"] <= 0.4 and other["no smoothing"] <= 0.4 and len(sm.seconds) == 2
     # a fresh smoother reads the cached votes (their recorded seconds, not a new pass)
     assert S.Smoother(seed=0).votes(marked, IP, 0.01, 20).seconds == first.seconds
+    # one pass of 40 draws gives the votes of its first 10 and 20, cached, and costs one pass
+    sm = S.Smoother(seed=3)
+    main = sm.votes(marked, IP, 0.5, 40, prefixes=(10, 20))
+    first10 = sm.votes(marked, IP, 0.5, 10)
+    assert len(sm.seconds) == 1 and first10.seconds == 0.0
+    alone = ipcert.noisy_votes(marked.model.eval(), IP.x, IP.y, sigma=0.5, m=10, seed=3)     # a pass of its own
+    assert np.array_equal(first10.counts, C.noisy_votes(S.certspace.fold(marked.model), IP.x, IP.y, sigma=0.5,
+                                                        m=10, seed=3).counts)
+    assert np.array_equal(first10.draw_match, main.draw_match[:10]) and alone.counts.sum() == 10 * len(IP)
 
 
 # ----------------------------------------------------------------------------- worst-case post-processing
@@ -149,3 +158,38 @@ def test_mean_gap():
     assert S.mean_gap([1.0, 0.5], [0.5, 0.5]) == 0.25
     assert S.mean_gap(np.ones(3), np.zeros(3)) == 1.0
     assert isinstance(S.mean_gap(pd.Series([0.2]), [0.1]), float)
+
+
+# ----------------------------------------------------------------------------- the certified space
+def test_soundness_rows_and_forms_table(model_cache, marked):
+    """The MLP's only buffers are its normalisation (mean 0.5, std 0.25): the unbounded buffer attack
+    breaks the parameter-only certificate (CMR(0) = 1 promised, MR far below), while no attack on
+    the whole file breaks the whole-file certificate at the distance it moved."""
+    P = S.IPCertSettings(sigma_wm=0.1, m=200, m_mr=100, alpha=0.001, buffer_steps=100, buffer_lr=0.05,
+                         buffer_lam=1.0, buffer_n=200, sound_radii=(0.5, 1.0), adaptive_draws=2, adaptive_iters=5,
+                         pgd_lr=1.0, pgd_val_batch=50)
+    votes = {"watermark": {sp: ipcert.smoothed_votes(marked, IP, sigma=0.1, m=200, space=sp)
+                           for sp in ("folded", "parameters")}}
+    df = S.soundness(P, {"watermark": (marked, IP)}, votes, TRAIN, VAL, seed=0)
+    assert len(df) == 2 + 4 * len(P.sound_radii)
+    old = df[df.certificate == "parameter-only"]
+    free = old[old.attack == "buffers, unbounded"]
+    assert (free["ℓ2 (parameters)"] == 0.0).all() and list(free["R/σ"]) == [0.0, *P.sound_radii]
+    assert free["CMR(R)"].iloc[0] == 1.0 and free.violated.iloc[0] and free["smoothed MR after"].iloc[0] <= 0.5
+    assert not old[old.attack.str.startswith("adaptive")].violated.any()   # it holds for what it covers
+    sound = df[df.certificate == "whole file"]
+    assert not sound.violated.any()
+    assert sound[sound.attack == "buffers, unbounded"]["R/σ"].iloc[0] > 10       # far outside the ball
+    bounded = sound[sound.attack != "buffers, unbounded"]
+    assert np.allclose(sorted(set(bounded["R/σ"].round(6))), P.sound_radii)
+    assert (bounded["ℓ2 (certified space)"] <= bounded["R/σ"] * 0.1 * (1 + 1e-4)).all()
+    total = float(df["attack seconds"].sum() + df["check seconds"].sum())
+    assert 0 < S.soundness_seconds(df) < total            # the repeated unbounded rows counted once
+    # the attacked models are cached: a second pass trains nothing
+    again = S.buffer_attacked(P, marked, IP, TRAIN, seed=0)
+    assert again.record["cache_hit"]
+
+    forms = S.forms_table(P, {"watermark": (marked, IP)}, {sp: S.Smoother(0, space=sp) for sp in ("folded", "parameters")})
+    assert len(forms) == 1 + len(S.certspace.FORMS)
+    assert forms[["IPCert", "MS"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert forms["certified space"].str.contains("default").sum() == 1

@@ -31,7 +31,7 @@ import contextlib
 import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -54,6 +54,7 @@ class Votes:
     sigma: float
     m: int
     seed: int
+    prefixes: dict = field(default_factory=dict, repr=False)  # m' -> Votes of the first m' draws
 
     @property
     def labels(self) -> np.ndarray:
@@ -136,11 +137,13 @@ def _prepare(model, x, y, sigma, m, seed, device):
 
 
 class _Tally:
-    """Accumulates per-point label counts and per-draw matches on the device (no host syncs)."""
+    """Accumulates per-point label counts and per-draw matches on the device (no host syncs), with
+    a copy of the counts after each draw count in ``prefixes``."""
 
-    def __init__(self, n, m, y, device):
+    def __init__(self, n, m, y, device, prefixes=()):
         self.counts, self.y, self.n = None, y, n
         self.match = torch.zeros(m, dtype=torch.int64, device=device) if y is not None else None
+        self.prefixes, self.snapshots = set(prefixes), {}
 
     def add(self, j: int, logits: torch.Tensor):
         pred = logits.argmax(1)
@@ -149,10 +152,15 @@ class _Tally:
         self.counts.scatter_add_(1, pred[:, None], torch.ones_like(pred)[:, None])
         if self.match is not None:
             self.match[j] = (pred == self.y).sum()
+        if j + 1 in self.prefixes:
+            self.snapshots[j + 1] = self.counts.clone()
 
     def votes(self, sigma, m, seed) -> Votes:
         match = None if self.match is None else self.match.cpu().numpy() / self.n
-        return Votes(self.counts.cpu().numpy(), match, sigma, m, seed)
+        out = Votes(self.counts.cpu().numpy(), match, sigma, m, seed)
+        out.prefixes = {k: Votes(c.cpu().numpy(), None if match is None else match[:k], sigma, k, seed)
+                        for k, c in sorted(self.snapshots.items())}
+        return out
 
 
 class _OverlapChooser:
@@ -217,7 +225,7 @@ def _noisy_flats(flat: torch.Tensor, sigma: float, m: int, seed: int, overlap) -
 
 def noisy_votes(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, sigma: float,
                 m: int, seed: int = 0, batch_size: int | None = None, device=None,
-                overlap: bool | None = None, progress: bool = False) -> Votes:
+                overlap: bool | None = None, progress: bool = False, prefixes=()) -> Votes:
     """Votes of m noisy models θ + ε_j, ε_j ~ N(0, σ²I) on all parameters, on the IP set (IPCert §4.3).
 
     Streaming: each draw writes θ + σ·z_j into a reused flat buffer and classifies the whole IP set
@@ -229,9 +237,15 @@ def noisy_votes(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
     forward pass; ``overlap=True`` draws them for j+1 in a background thread while draw j's
     forward pass runs, ``False`` in line; the default (None) chooses by measured speed on the CPU
     (:class:`_OverlapChooser`) and never overlaps on a GPU. Deterministic given ``seed`` on a
-    given device, whatever the overlap, and equal draw for draw to :func:`reference_votes`.
+    given device, whatever the overlap, and equal draw for draw to :func:`reference_votes`. Since
+    the draws of a seed do not depend on m, the votes of the first m' draws are those of a run
+    with m'; ``prefixes`` (draw counts below m) returns them too, as ``votes.prefixes[m']``, from
+    the same pass.
     """
     sigma, m, device, x, y = _prepare(model, x, y, sigma, m, seed, device)
+    prefixes = sorted({int(k) for k in prefixes})
+    if any(not 0 < k < m for k in prefixes):
+        raise ValueError(f"prefixes={prefixes} must be draw counts in (0, m={m})")
     names, shapes, flat = _flat_parameters(model)
     sizes = [s.numel() for s in shapes]
     if overlap is None:
@@ -239,7 +253,7 @@ def noisy_votes(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
     elif not callable(overlap):
         overlap = (lambda j, on=bool(overlap): on)
     chunks = [x] if batch_size is None else list(torch.split(x, batch_size))
-    tally = _Tally(len(x), m, y, device)
+    tally = _Tally(len(x), m, y, device, prefixes)
     was_training = model.training
     model.eval()
     try:

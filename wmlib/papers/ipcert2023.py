@@ -26,17 +26,26 @@ Settings, by the part of the paper they serve:
   of the same draws), ``eta_sweep`` of robust selection (Eq. 7: ``eta_sigma``, ``eta_n``
   points, ``eta_steps``, ``eta_draws`` noise draws per step, γ = ``gamma``);
 * ``n_test``: test images used (None: all), of which ``n_val`` validate the PGD.
+* the certified space (:mod:`wmlib.certspace`, not in the paper): every certificate covers the
+  whole model file (batch-norm statistics and normalisation folded in) unless it is named
+  parameter-only; the buffer-only attack takes ``buffer_steps`` Adam steps at ``buffer_lr``
+  (λ = ``buffer_lam``, ``buffer_batch`` images a step) on ``buffer_n`` attacker images unbounded,
+  ``buffer_bounded_steps`` at each radius of ``sound_radii`` (in units of σ; the projection binds
+  within a few steps), where the adaptive PGD (margin loss averaged over ``adaptive_draws`` noise draws,
+  ``adaptive_iters`` steps at ``pgd_lr``) also attacks every coordinate of the file; an attacked
+  model's smoothed MR is read from ``m_check`` fresh draws.
 
 The page (``book/ipcert2023.md``, "Why these settings") records the measurements behind them.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from .. import attacks
+from .. import attacks, certspace
 from .. import data as D
 from ..certify import matching_rate
 from ..schemes import ipcert
@@ -58,7 +67,8 @@ class Targets(BaseTargets):
     ``min_post_minus_nonstolen``: the post-processed models' smallest smoothed MR minus the
     non-stolen models' largest (must exceed it); the ``min_*_minus_ms`` gaps are IPCert − MS (smoothed
     MR on targets and post-processed models; CMR averaged over the R grid); ``min_noise_gain``:
-    mean CMR gain of the watermark from training with noise."""
+    mean CMR gain of the watermark from training with noise; ``max_sound_violations``: attacked
+    models whose smoothed MR falls below the whole-file certificate's CMR at their distance."""
 
     min_clean_acc: float = 0.1
     min_wm_trigger: float = 0.9
@@ -70,6 +80,7 @@ class Targets(BaseTargets):
     min_ipcert_mr_minus_ms: float = 0.0
     min_ipcert_minus_ms: float = -0.02
     min_noise_gain: float = 0.02
+    max_sound_violations: int = 0
 
 
 #: smoke: sanity bounds only (seconds of training learn little); the paper's claims shown only
@@ -132,6 +143,16 @@ class IPCertSettings(Settings):
     eta_draws: int = 4
     gamma: float = 8.0
     n_test: int | None = 5000
+    buffer_steps: int = 100
+    buffer_bounded_steps: int = 30
+    buffer_lr: float = 0.01
+    buffer_lam: float = 1.0
+    buffer_n: int = 5000
+    buffer_batch: int = 50
+    m_check: int = 50
+    sound_radii: tuple[float, ...] = (0.5, 1.0)
+    adaptive_draws: int = 2
+    adaptive_iters: int = 10
     targets: Targets = field(default_factory=Targets)
 
     def sigma(self, kind: str) -> float:
@@ -165,7 +186,8 @@ class IPCertSettings(Settings):
             lam_sweep=(self.pgd_lam,), lam_radius=self.pgd_radii[0], n_test=150,
             sigma_sweep_wm=self.sigma_sweep_wm[:2], sigma_sweep_fp=self.sigma_sweep_fp[:2],
             alpha_sweep=self.alpha_sweep[:2], eta_sweep=self.eta_sweep[:2], eta_n=5, eta_steps=2,
-            eta_draws=2, targets=SMOKE_TARGETS)
+            eta_draws=2, buffer_steps=2, buffer_bounded_steps=2, buffer_n=50, m_check=2, sound_radii=self.sound_radii[:1],
+            adaptive_draws=1, adaptive_iters=2, targets=SMOKE_TARGETS)
 
 
 def _kind(kind: str) -> str:
@@ -186,7 +208,8 @@ SETTINGS: dict[str, dict[str, IPCertSettings]] = {
                pgd_radii=(0.5, 2.0), pgd_iters=2, pgd_val_batch=20, n_val=100, lam_sweep=(1.0, 10.0),
                lam_radius=2.0, n_post=200, nonstolen=1, sigma_sweep_wm=(0.01, 0.03),
                sigma_sweep_fp=(0.01, 0.02), m_sweep=(10,), eta_n=10, eta_steps=3, eta_draws=2,
-               n_test=600, targets=SMOKE_TARGETS)
+               n_test=600, buffer_steps=20, buffer_bounded_steps=5, buffer_n=200, m_check=10, sound_radii=(1.0,),
+               adaptive_draws=2, adaptive_iters=3, targets=SMOKE_TARGETS)
         for ds, pre in (("mnist", "resize"), ("cifar10", "center-crop"))},
     "cpu": {
         "mnist": _S(n_train=30_000, epochs=2, trigger_preprocess="resize",
@@ -219,23 +242,34 @@ def grid(sigma: float) -> np.ndarray:
 
 class Smoother:
     """The owner's Monte-Carlo votes (:func:`wmlib.schemes.ipcert.smoothed_votes`, cached) for
-    one seed, with the seconds every pass took (what a run with an empty cache costs)."""
+    one seed in one certified space (``folded``: the whole model file; ``parameters``: the
+    paper's), with the seconds every pass took (what a run with an empty cache costs)."""
 
-    def __init__(self, seed: int = 0, progress: bool = False):
-        self.seed, self.progress = seed, progress
+    def __init__(self, seed: int = 0, progress: bool = False, space: str = "folded"):
+        self.seed, self.progress, self.space = seed, progress, certspace.check_space(space)
         self._seen: dict[tuple, ipcert.SmoothedVotes] = {}
+        self._prefix: set[tuple] = set()
 
     @property
     def seconds(self) -> list[float]:
-        """The seconds of each distinct Monte-Carlo pass asked for (a repeat is counted once)."""
-        return [v.seconds for v in self._seen.values()]
+        """The seconds of each distinct Monte-Carlo pass asked for (a repeat is counted once; the
+        first m' draws of a pass asked for with ``prefixes`` cost nothing of their own)."""
+        return [v.seconds for key, v in self._seen.items() if key not in self._prefix]
 
-    def votes(self, model: Trained, ip: TriggerSet, sigma: float, m: int) -> ipcert.SmoothedVotes:
+    def votes(self, model: Trained, ip: TriggerSet, sigma: float, m: int, prefixes=()) -> ipcert.SmoothedVotes:
+        """The votes of ``m`` draws; ``prefixes``: draw counts m' < m whose votes this one pass also
+        gives (:func:`wmlib.schemes.ipcert.smoothed_votes`)."""
         key = (model.hash, ip.digest, sigma, m)
+        prefixes = sorted(k for k in set(prefixes) if k < m)
+        self._prefix.update((model.hash, ip.digest, sigma, k) for k in prefixes)
         if key not in self._seen:
-            self._seen[key] = ipcert.smoothed_votes(model, ip, sigma=sigma, m=m, seed=self.seed,
-                                                    progress=self.progress)
+            self._seen[key] = ipcert.smoothed_votes(model, ip, sigma=sigma, m=m, seed=self.seed, space=self.space,
+                                                    progress=self.progress, prefixes=prefixes)
         return self._seen[key]
+
+    def prefixes(self, P: "IPCertSettings") -> tuple[int, ...]:
+        """The draw counts of a profile read as the first draws of a main pass of ``P.m``."""
+        return tuple(sorted({*P.m_sweep, P.m_curve, P.m_mr} - {P.m}))
 
     def mrs(self, model: Trained, ip: TriggerSet, sigma: float, m: int) -> dict[str, float]:
         """MR of ``model`` on ``ip`` without smoothing, with MS (median of the per-draw MRs) and with
@@ -314,3 +348,102 @@ def seconds_of(models) -> float:
     """Training seconds recorded by cached models (what they cost with an empty cache)."""
     return float(sum(m.record.get("seconds", 0.0) for m in models))
 
+
+# ----------------------------------------------------------------------------- the certified space
+def forms_table(P: IPCertSettings, targets: dict[str, tuple[Trained, TriggerSet]],
+                smoothers: dict[str, Smoother]) -> pd.DataFrame:
+    """Mean CMR over the R grid (IPCert and MS) of each target certified in each form of the
+    certified space and in the parameters only, from ``m_mr`` draws: what soundness costs, and
+    which form costs least. The paper's space and the default form come from ``smoothers`` (by
+    space, cached); the other forms are computed here with the same seed (``seconds`` per row)."""
+    rows = []
+    for kind, (model, ip) in targets.items():
+        sigma, y = P.sigma(kind), ip.y.numpy()
+        for form in ("parameters",) + certspace.FORMS:
+            t0 = time.time()
+            if form in ("parameters", certspace.DEFAULT_FORM):
+                space = "parameters" if form == "parameters" else "folded"
+                v, t0 = smoothers[space].votes(model, ip, sigma, P.m_mr), time.time()
+            else:
+                v = ipcert.noisy_votes(certspace.fold(model.model, form), ip.x, ip.y, sigma=sigma, m=P.m_mr,
+                                       seed=smoothers["folded"].seed)
+            c = ipcert.cmr_curves(v, y, grid(sigma), P.alpha)
+            rows.append({"IP set": kind, "certified space": "parameters only (the paper)" if form == "parameters"
+                         else f"whole file, {form}" + (" (default)" if form == certspace.DEFAULT_FORM else ""),
+                         "IPCert": float(np.mean(c["IPCert"])), "MS": float(np.mean(c["MS"])),
+                         "seconds": time.time() - t0})
+    return pd.DataFrame(rows)
+
+
+def buffer_attacked(P: IPCertSettings, base: Trained, ip: TriggerSet, attacker: D.TensorData,
+                    radius: float | None = None, seed: int = 0) -> Trained:
+    """The buffer-only attack of the profile (:func:`wmlib.attacks.buffer_attack`, cached) on
+    ``buffer_n`` of the attacker's images, unbounded or within ``radius`` in the certified space."""
+    return attacks.buffer_attack(base, ip, attacker.head(P.buffer_n), radius=radius, lam=P.buffer_lam,
+                                 lr=P.buffer_lr, steps=P.buffer_steps if radius is None else P.buffer_bounded_steps,
+                                 batch_size=P.buffer_batch, seed=seed)
+
+
+def soundness(P: IPCertSettings, targets: dict[str, tuple[Trained, TriggerSet]], votes: dict[str, dict],
+              attacker: D.TensorData, val: D.TensorData, seed: int = 0) -> pd.DataFrame:
+    """Each certificate against the attacks it must withstand, per IP set and radius R of
+    ``sound_radii``·σ. Parameter-only: the unbounded buffer-only attack (parameter distance 0, so
+    within every R) and the adaptive PGD on the parameters. Whole file: the buffer-only attack
+    unbounded (at its own distance) and within R in the certified space, and the adaptive PGD
+    on every coordinate of the file. ``votes[kind]``
+    holds the owner's votes per space (``folded``, ``parameters``); an attacked model's smoothed MR
+    comes from ``m_check`` fresh draws (seed + 1000) in the space of the certificate it is held
+    against; ``attack seconds`` and ``check seconds``: what the attack and that Monte-Carlo pass
+    cost (:func:`soundness_seconds` counts each once). A row
+    is violated when that MR falls below the certificate's CMR at the attack's distance (IPCert),
+    or its median per-draw MR below MS's bound there."""
+    fresh = {space: Smoother(seed + 1000, space=space) for space in certspace.SPACES}
+    rows = []
+    for kind, (base, ip) in targets.items():
+        sigma, y = P.sigma(kind), ip.y.numpy()
+        cert = {space: ipcert.majority_certificate(v.counts, sigma, P.alpha) for space, v in votes[kind].items()}
+
+        def row(attack, model, space, radius, folded=False):
+            dist = {"folded": certspace.distance(model.model, base.model),   # a folded model has no parameter
+                    "parameters": None if folded else certspace.distance(model.model, base.model, "parameters")}
+            budget = dist[space] if radius is None else radius
+            cmr = ipcert.certified_matching_rate(cert[space], y, budget)
+            ms = ipcert.median_certificate(votes[kind][space].draw_match, sigma, budget, P.alpha)
+            after = fresh[space].votes(model, ip, sigma, P.m_check)
+            mr = matching_rate(after.labels, y)
+            return {"IP set": kind, "certificate": "parameter-only" if space == "parameters" else "whole file",
+                    "attack": attack, "R/σ": budget / sigma, "ℓ2 (parameters)": dist["parameters"],
+                    "ℓ2 (certified space)": dist["folded"], "CMR(R)": cmr, "smoothed MR after": mr,
+                    "MS bound(R)": ms, "median MR after": after.median_match,
+                    "IP accuracy after": accuracy(model.model, ip.x, ip.y),
+                    "violated": bool(mr < cmr or after.median_match < ms),
+                    "attack seconds": model.record.get("seconds", 0.0), "check seconds": after.seconds}
+
+        free = buffer_attacked(P, base, ip, attacker, seed=seed)
+        rows += [row("buffers, unbounded", free, "parameters", None), row("buffers, unbounded", free, "folded", None)]
+        for ratio in P.sound_radii:
+            r = ratio * sigma
+            # parameter-only: the unbounded buffer edit is within every R (distance 0); PGD on the parameters
+            rows.append(row("buffers, unbounded", free, "parameters", r))
+            rows.append(row("adaptive PGD, parameters, ≤ R", adaptive_pgd(P, base, ip, val, r, sigma, "parameters", seed),
+                            "parameters", r))
+            rows.append(row("buffers, ≤ R", buffer_attacked(P, base, ip, attacker, r, seed), "folded", r))
+            rows.append(row("adaptive PGD, whole file, ≤ R", adaptive_pgd(P, base, ip, val, r, sigma, "folded", seed),
+                            "folded", r, folded=True))
+    return pd.DataFrame(rows)
+
+
+def soundness_seconds(df: pd.DataFrame) -> float:
+    """The compute behind :func:`soundness`'s rows, each attack and each check counted once."""
+    attack = df.drop_duplicates(["IP set", "attack", "ℓ2 (certified space)"])["attack seconds"].sum()
+    check = df.drop_duplicates(["IP set", "certificate", "attack", "ℓ2 (certified space)"])["check seconds"].sum()
+    return float(attack + check)
+
+
+def adaptive_pgd(P: IPCertSettings, base: Trained, ip: TriggerSet, val: D.TensorData, radius: float, sigma: float,
+                 space: str, seed: int = 0) -> Trained:
+    """The adaptive PGD on the smoothed model at ``radius`` in certified space ``space`` (margin loss
+    averaged over ``adaptive_draws`` noise draws at ``sigma``, ``adaptive_iters`` steps at ``pgd_lr``; cached)."""
+    return attacks.worst_case(base, ip, val, radius=radius, lam=P.pgd_lam, lr=P.pgd_lr, iters=P.adaptive_iters,
+                              val_batch=P.pgd_val_batch, seed=seed, ip_loss="margin", noise_sigma=sigma,
+                              noise_draws=P.adaptive_draws, space=space)

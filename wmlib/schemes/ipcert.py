@@ -265,7 +265,7 @@ class SmoothedVotes(Votes):
 
 
 def smoothed_votes(model: Trained, ip: TriggerSet, *, sigma: float, m: int, seed: int = 0,
-                   space: str = "folded", progress: bool = False) -> SmoothedVotes:
+                   space: str = "folded", progress: bool = False, prefixes=()) -> SmoothedVotes:
     """:func:`wmlib.certify.noisy_votes` of a cached model on an IP set, itself cached (JSON) by the
     model's hash, the IP set, σ, m, the seed, the space and the device type (the noise differs by
     device).
@@ -274,22 +274,28 @@ def smoothed_votes(model: Trained, ip: TriggerSet, *, sigma: float, m: int, seed
     (:func:`wmlib.certspace.fold`: batch-norm statistics and normalisation folded into
     parameters), so the certificate covers every tensor a thief could edit; ``"parameters"`` is
     the papers' certificate, over ``model.parameters()`` only (buffers outside it). With one
-    seed, the votes for m' < m draws are those of the first m' draws of m."""
+    seed, the votes for m' < m draws are those of the first m' draws of m: when this pass runs,
+    it also caches the votes of each m' in ``prefixes`` (seconds 0: no pass of their own)."""
     device = default_device()
     certspace.check_space(space)
-    key = dict(kind="ipcert-votes", model=model.hash, ip=ip.digest, sigma=sigma, m=m, seed=seed,
-               device=device.type, **({"space": certspace.space_key(space)} if space != "parameters" else {}))
+
+    def key(draws):
+        return dict(kind="ipcert-votes", model=model.hash, ip=ip.digest, sigma=sigma, m=draws, seed=seed,
+                    device=device.type, **({"space": certspace.space_key(space)} if space != "parameters" else {}))
 
     def compute():
         t0 = time.time()
         v = noisy_votes(certspace.folded(model.model, space), ip.x, ip.y, sigma=sigma, m=m, seed=seed,
-                        progress=progress)
+                        progress=progress, prefixes=prefixes)
+        for k, p in v.prefixes.items():
+            memo("votes", key(k), lambda p=p, k=k: {"counts": p.counts.tolist(), "draw_match": p.draw_match.tolist(),
+                                                     "seconds": 0.0})
         return {"counts": v.counts.tolist(), "draw_match": v.draw_match.tolist(),
                 "seconds": time.time() - t0}
 
-    rec = memo("votes", key, compute)
+    rec = memo("votes", key(m), compute)
     return SmoothedVotes(np.asarray(rec["counts"], dtype=np.int64), np.asarray(rec["draw_match"]),
-                         sigma, m, seed, rec["seconds"])
+                         sigma, m, seed, seconds=rec["seconds"])
 
 
 def cmr_curves(votes: Votes, y, radii, alpha: float = 0.001) -> dict[str, np.ndarray]:
