@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from wmlib import attacks
-from wmlib.models import build_model
+from torch import nn
+
+from wmlib.models import Classifier, Normalize, build_model
 from wmlib.train import Trained, accuracy
 from conftest import random_data
 
@@ -116,3 +118,36 @@ def test_pruning_reaches_recurrent_weights():
     before = sum(int((w == 0).sum()) for w in attacks._weights(model))   # identity's off-diagonal
     assert zeroed == max(before, round(0.5 * total))
     assert torch.equal(torch.diagonal(pruned.features.rnn.weight_hh_l0), torch.ones(100))  # |1| kept
+
+
+def test_distillation_labels_and_adam(model_cache):
+    """Hard labels, logits (MSE) and soft labels (KL) are three cached attacks; at the teacher's own
+    weights the logit MSE is exactly 0 (an MLP without dropout or batch norm), so a student that
+    starts there does not move under it even with Adam, while hard labels (cross-entropy on the
+    argmax, not 0) move it (the KL's gradient p_s − p_t is 0 up to rounding, which Adam's
+    normalised steps amplify: not asserted)."""
+    torch.manual_seed(0)
+    net = Classifier(Normalize((0.5,) * 3, (0.25,) * 3), nn.Sequential(nn.Flatten(), nn.Linear(3072, 32), nn.ReLU()),
+                     nn.Linear(32, 10))
+    base = Trained(net.eval(), {"hash": "mlp-for-tests"})
+    data = random_data("cifar10", 32)
+    kw = dict(epochs=1, lr=1e-3, batch_size=16, weight_decay=0.0, optimizer="adam", progress=False)
+    out = {lab: attacks.distill(base, data, labels=lab, **kw) for lab in attacks.DISTILL_LABELS}
+    assert len({o.hash for o in out.values()}) == 3
+    dist = {lab: sum(((a - b) ** 2).sum() for a, b in zip(o.model.parameters(), base.model.parameters())).item()
+            for lab, o in out.items()}
+    assert dist["logits"] == 0.0 and dist["hard"] > 1e-3, dist
+    # the default (soft, SGD) keeps its cache key: no optimizer/labels entries
+    plain = attacks.distill(base, data, epochs=1, lr=0.01, batch_size=16, progress=False)
+    assert "labels" not in plain.record["key"] and "optimizer" not in plain.record["key"]
+    with pytest.raises(ValueError, match="labels="):
+        attacks.distill(base, data, labels="argmax", **kw)
+
+
+def test_pgd_skips_steps_whose_gradient_is_not_finite(base):
+    """Noise so large that every noisy copy overflows: no step is finite, δ stays 0 (not NaN)."""
+    d = random_data("cifar10", 8)
+    moved, norm = attacks.worst_case_perturbation(base.model, d.x, d.y, d.x, d.y, radius=1.0, iters=3, lr=0.1,
+                                                  noise_sigma=1e30, noise_draws=1, ip_loss="margin")
+    assert norm == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(moved.parameters(), base.model.parameters()))

@@ -93,8 +93,8 @@ def test_unrelated_images_come_from_the_other_dataset():
 def test_trigger_set_rejects_bad_arguments():
     with pytest.raises(ValueError, match=r"kind='text'.*embedded content"):
         B.trigger_set("text", "mnist")
-    with pytest.raises(ValueError, match=r"dataset='cifar100'.*cifar10.*mnist"):
-        B.trigger_set("noise", "cifar100")
+    with pytest.raises(ValueError, match=r"dataset='svhn'.*cifar10.*cifar100.*mnist"):
+        B.trigger_set("noise", "svhn")
     with pytest.raises(ValueError, match="label="):
         B.trigger_set("noise", "mnist", label=10)
     with pytest.raises(ValueError, match="n="):
@@ -342,3 +342,76 @@ def test_verify_reads_the_median_and_the_largest_certified_radius():
         B.verify(acc, sigma=1.0, threshold=0.5, radii=[0.4, 0.2])
     with pytest.raises(ValueError, match="confidence="):
         B.verify(acc, sigma=1.0, threshold=0.5, radii=grid, confidence=99)
+
+
+# ----------------------------------------------------------------------------- noise on the whole file
+def bn_model() -> Classifier:
+    torch.manual_seed(0)
+    model = Classifier(Normalize((0.5,), (0.25,)),
+                       nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten()),
+                       nn.Linear(4 * 26 * 26, 10))
+    with torch.no_grad():
+        bn = model.features[1]
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    return model.eval()
+
+
+def test_noisy_statistics_is_folded_noise_on_the_statistics_and_puts_them_back():
+    """Within the block the folded coordinates of the statistics (μ, log(v + ε); mean, log std)
+    move by N(0, σ²) and every other coordinate stays; after it the buffers are the very tensors
+    they were, and a graph built inside still back-propagates."""
+    model, sigma = bn_model(), 0.3
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ref = list(certspace.fold(model).parameters())
+    moved = []
+    torch.manual_seed(1)
+    for _ in range(200):
+        with certspace.noisy_statistics(model, sigma):
+            now = list(certspace.fold(model).parameters())
+            moved.append(torch.cat([(a - b).reshape(-1) for a, b in zip(now, ref)]))
+    d = torch.stack(moved)                       # 200 draws × folded coordinates
+    changed = d.abs().amax(0) > 0
+    n_stats = 2 * 4 + 2 * 1                      # batch norm μ, log(v + ε) (4 channels); mean, log std
+    assert int(changed.sum()) == n_stats
+    assert d[:, changed].std().item() == pytest.approx(sigma, rel=0.1)
+    assert abs(d[:, changed].mean().item()) < 0.05
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    x = torch.rand(5, 1, 28, 28)
+    with certspace.noisy_statistics(model, sigma):
+        loss = model(x).sum()
+    loss.backward()                              # buffers swapped, never written in place
+    assert model.head.weight.grad is not None
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_curriculum_in_the_folded_space_noises_the_statistics_and_restores_them(count_steps):
+    model, cur = bn_model(), small(levels=2, draws=3, space="folded")
+    stats_seen = []
+    handle = model.features[1].register_forward_pre_hook(lambda m, x: stats_seen.append(m.running_mean.clone()))
+    before = {k: v.clone() for k, v in model.named_buffers()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    trig = TriggerSet(torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8), torch.full((6,), 4), "random")
+    B.NoiseCurriculum(trig, warmup=0, step=0.1, levels=2, draws=3, batch=None, space="folded").run(model, opt)
+    handle.remove()
+    assert count_steps["n"] == 3 and len(stats_seen) == 1 + 2 * 3
+    assert torch.equal(stats_seen[0], before["features.1.running_mean"])          # σ = 0
+    assert all(not torch.equal(s, before["features.1.running_mean"]) for s in stats_seen[1:])
+    for k, v in model.named_buffers():
+        assert torch.equal(v, before[k]), k
+    assert small(space="folded").digest != small().digest and "space=folded" in small(space="folded").digest
+    with pytest.raises(ValueError, match="space="):
+        small(space="weights")
+    with pytest.raises(ValueError, match="every="):
+        small(every=0)
+
+
+def test_curriculum_every_k_steps_after_the_warmup(count_steps):
+    model = tiny()
+    cur = small(warmup=1, levels=1, draws=1, every=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for epoch, steps in ((1, range(0, 5)), (2, range(5, 10))):
+        for s in steps:
+            cur(model, opt, epoch, s)
+    assert count_steps["n"] == 2 * 2         # epoch 2: steps 6 and 9, two levels each

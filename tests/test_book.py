@@ -71,6 +71,19 @@ def test_tartaglione_page_pastes_every_panel_for_each_dataset(site):
         assert (site / "book" / src).resolve().exists(), f"broken image {src}"
 
 
+def test_bansal_page_pastes_every_table_and_figure_for_each_dataset(site):
+    html = (site / "book" / "bansal2022.html").read_text()
+    assert html.count("Produced at profile smoke") == 2                  # one banner per tab
+    for label in ("0.2σ paper", "0.2σ ours", "baseline paper", "white-box ours", "drop from baseline",
+                  "largest R/σ ≥ 50 %", "certified at that distance", "white-box (median)",
+                  "ℓ2 whole file", "CIFAR-100 runs at the paper profile", "embedded content", "unrelated"):
+        assert label in html, label
+    imgs = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert len(imgs) >= 2 * 3                              # triggers, certified curves, adversary, per tab
+    for src in imgs:
+        assert (site / "book" / src).resolve().exists(), f"broken image {src}"
+
+
 def test_summary_table_is_filled_from_results(site):
     html = (site / "book" / "index.html").read_text()
     rows = re.findall(r"<tr[^>]*>\s*<td[^>]*>\s*(?:<p>)?adi2018", html)

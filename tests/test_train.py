@@ -84,3 +84,36 @@ def test_precision_is_measured_once_even_from_inside_no_grad(tmp_path, monkeypat
             device.precision("cpu")
     finally:
         device.precision.cache_clear()
+
+
+def _zero_grad_fit(**kw):
+    """A model whose loss has zero gradient (lr for Adam, SGD without momentum): only weight decay moves it."""
+    torch.manual_seed(0)
+    model = build_model("mlp", "mnist")
+    data = random_data("mnist", 40)
+    T.fit(model, data, epochs=3, lr=0.1, momentum=0.0, batch_size=20, schedule="constant", progress=False,
+          criterion=lambda out, x, y: 0.0 * out.sum(), **kw)
+    return model
+
+
+def test_adam_and_weight_decay_for_the_first_epochs_only():
+    torch.manual_seed(0)
+    start = build_model("mlp", "mnist").head.weight.detach().clone()
+    # SGD with weight decay wd and zero loss: w ← w·(1 − lr·wd) per step, 2 steps an epoch
+    always = _zero_grad_fit(weight_decay=0.5).head.weight
+    one = _zero_grad_fit(weight_decay=0.5, decay_epochs=1).head.weight
+    assert torch.allclose(always, start * (1 - 0.05) ** 6, rtol=1e-5)
+    assert torch.allclose(one, start * (1 - 0.05) ** 2, rtol=1e-5)
+    none = _zero_grad_fit(weight_decay=0.5, decay_epochs=0).head.weight
+    assert torch.equal(none, start)
+    # Adam: a real step moves the weights by about lr (its first step is lr·sign of the gradient)
+    torch.manual_seed(0)
+    model = build_model("mlp", "mnist")
+    before = model.head.weight.detach().clone()
+    T.fit(model, random_data("mnist", 20), epochs=1, lr=1e-3, batch_size=20, weight_decay=0.0,
+          optimizer="adam", schedule="constant", progress=False)
+    step = (model.head.weight - before).abs()
+    assert step.max().item() == pytest.approx(1e-3, rel=0.05)
+    for bad, name in (({"optimizer": "lbfgs"}, "optimizer="), ({"decay_epochs": -1}, "decay_epochs=")):
+        with pytest.raises(ValueError, match=name):
+            _zero_grad_fit(**bad)

@@ -66,17 +66,19 @@ def cached_attack(cache_key: dict, base: Trained, make: Callable[[], Classifier]
 def fine_tune(base: Trained, variant: str, data: D.TensorData, *, epochs: int, lr: float,
               batch_size: int = 100, momentum: float = 0.9, weight_decay: float = 5e-4,
               augment: bool = False, seed: int = 0,
-              on_epoch: Callable[[int, Classifier], dict] | None = None, progress: bool = True) -> Trained:
+              on_epoch: Callable[[int, Classifier], dict] | None = None, optimizer: str = "sgd",
+              progress: bool = True) -> Trained:
     """Fine-tune a copy of ``base`` on the attacker's ``data`` at a constant learning rate.
 
     ``variant``: FTLL (last layer only), FTAL (all layers), RTLL / RTAL (re-initialise the last
     layer, then last layer only / all layers). Adi et al. 2018 §5.2; the authors' ``fine-tune.py``.
+    ``optimizer``: "sgd" (with ``momentum``) or "adam" (Bansal et al. 2022's attacks).
     """
     if variant not in FINE_TUNING:
         raise ValueError(f"variant={variant!r} is not known; accepted values: {list(FINE_TUNING)}")
     key = dict(attack="fine-tune", variant=variant, data=data.digest, epochs=epochs, lr=lr,
                batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment,
-               seed=seed)
+               seed=seed, **_optimizer_key(optimizer))
 
     def make():
         model = copy.deepcopy(base.model)
@@ -89,7 +91,7 @@ def fine_tune(base: Trained, variant: str, data: D.TensorData, *, epochs: int, l
         return fit(model, data, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
                    batch_size=batch_size, schedule="constant", augment=augment, seed=seed,
                    trainable="head" if variant.endswith("LL") else "all", on_epoch=on_epoch,
-                   desc=variant, progress=progress)
+                   optimizer=optimizer, desc=variant, progress=progress)
 
     return cached_attack(key, base, make, run)
 
@@ -117,12 +119,26 @@ def transfer(base: Trained, data: D.TensorData, classes: int, *, epochs: int, lr
     return cached_attack(key, base, make, run)
 
 
+DISTILL_LABELS = ("soft", "hard", "logits")
+
+
+def _optimizer_key(optimizer: str, decay_epochs: int | None = None) -> dict:
+    """Cache-key entries of a non-default optimiser (absent for SGD, so older entries stay valid)."""
+    return {k: v for k, v in (("optimizer", optimizer), ("decay_epochs", decay_epochs))
+            if v is not None and v != "sgd"}
+
+
 def distill(base: Trained, data: D.TensorData, *, epochs: int, lr: float, temperature: float = 1.0,
             batch_size: int = 100, momentum: float = 0.9, weight_decay: float = 5e-4,
-            augment: bool = False, seed: int = 0,
+            augment: bool = False, seed: int = 0, labels: str = "soft", optimizer: str = "sgd",
+            decay_epochs: int | None = None,
             on_epoch: Callable[[int, Classifier], dict] | None = None, progress: bool = True) -> Trained:
-    """Distillation (IPCert Table 2): a student initialised from ``base`` learns the teacher's soft
-    labels on the attacker's ``data`` (labels unused), minimising T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)).
+    """Distillation: a student initialised from ``base`` learns the teacher's outputs on the
+    attacker's ``data`` (its labels unused). ``labels``: "soft" minimises
+    T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) (IPCert Table 2); "hard" the cross-entropy on the
+    teacher's argmax; "logits" the mean squared error between the logits (Bansal et al. 2022's
+    hard- and soft-label distillation). ``optimizer`` "sgd" or "adam"; ``decay_epochs``: weight
+    decay in the first that many epochs only (Bansal et al.'s "hard + regularisation").
 
     Starting from the teacher's weights keeps the student comparable parameter by parameter, so
     its ℓ2 drift from the target can be reported. The teacher (a frozen copy, eval mode) sees the
@@ -130,21 +146,30 @@ def distill(base: Trained, data: D.TensorData, *, epochs: int, lr: float, temper
     """
     if temperature <= 0:
         raise ValueError(f"temperature={temperature} must be > 0")
+    if labels not in DISTILL_LABELS:
+        raise ValueError(f"labels={labels!r} is not known; accepted values: {list(DISTILL_LABELS)}")
     key = dict(attack="distill", data=data.digest, epochs=epochs, lr=lr, temperature=temperature,
                batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, augment=augment,
-               seed=seed)
+               seed=seed, **({"labels": labels} if labels != "soft" else {}),
+               **_optimizer_key(optimizer, decay_epochs))
     teacher = copy.deepcopy(base.model).eval().requires_grad_(False)
 
     def criterion(logits, x, y):
         with torch.no_grad():
-            target = F.log_softmax(teacher.to(x.device)(x).float() / temperature, 1)
+            z = teacher.to(x.device)(x).float()
+        if labels == "hard":
+            return F.cross_entropy(logits.float(), z.argmax(1))
+        if labels == "logits":
+            return F.mse_loss(logits.float(), z)
         student = F.log_softmax(logits.float() / temperature, 1)
-        return F.kl_div(student, target, reduction="batchmean", log_target=True) * temperature ** 2
+        return F.kl_div(student, F.log_softmax(z / temperature, 1), reduction="batchmean",
+                        log_target=True) * temperature ** 2
 
     def run(model):
         return fit(model, data, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
                    batch_size=batch_size, schedule="constant", augment=augment, seed=seed,
-                   criterion=criterion, on_epoch=on_epoch, desc="distill", progress=progress)
+                   criterion=criterion, on_epoch=on_epoch, optimizer=optimizer, decay_epochs=decay_epochs,
+                   desc=f"distill ({labels})", progress=progress)
 
     return cached_attack(key, base, lambda: copy.deepcopy(base.model), run)
 
@@ -288,6 +313,7 @@ def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.T
     very large logit margins rounds to 0 in float32 (a model trained with noise, for instance).
     ``noise_sigma`` > 0 attacks the smoothed model instead (an adaptive attack on IPCert / MS): each
     step averages the IP-set loss over ``noise_draws`` noisy copies θ + δ + ε, ε ~ N(0, σ²I) (seeded).
+    A step whose gradient is not finite (a noisy copy whose outputs overflow) is skipped.
     """
     if radius < 0:
         raise ValueError(f"radius={radius} must be >= 0")
@@ -319,13 +345,15 @@ def worst_case_perturbation(model: Classifier, ip_x: torch.Tensor, ip_y: torch.T
             backward_under_noise(params, [t + d for t, d in zip(theta, delta)], noise_sigma, noise_draws,
                                  lambda: -lam * _IP_LOSSES[ip_loss](out(ip_x), ip_y), gen)
         with torch.no_grad():
-            for d, p in zip(delta, params):
-                d.sub_(lr * p.grad)
-            norm = float(torch.sqrt(sum((d.double() ** 2).sum() for d in delta)))
-            if norm > radius:
-                for d in delta:
-                    d.mul_(radius / norm)
-                norm = radius
+            # a step whose gradient is not finite (a noisy copy overflowed) is skipped: δ stays finite
+            if all(torch.isfinite(p.grad).all() for p in params if p.grad is not None):
+                for d, p in zip(delta, params):
+                    d.sub_(lr * p.grad)
+                norm = float(torch.sqrt(sum((d.double() ** 2).sum() for d in delta)))
+                if norm > radius:
+                    for d in delta:
+                        d.mul_(radius / norm)
+                    norm = radius
             for p, t, d in zip(params, theta, delta):
                 p.copy_(t + d)
     out.zero_grad(set_to_none=True)

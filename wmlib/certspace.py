@@ -27,6 +27,7 @@ and the architecture itself (ε, layer shapes: the verifier builds the model, th
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -128,6 +129,31 @@ class Statistics(nn.Module):
             scale = scale * self.weight
         out = (x - self.mean.view(shape)) * scale.view(shape)
         return out + self.bias.view(shape) if self.bias is not None else out
+
+
+@contextlib.contextmanager
+def noisy_statistics(model: nn.Module, sigma: float):
+    """Within the block, every batch norm's running statistics and every normalisation's mean and
+    std moved by N(0, σ²) noise in the default form's coordinates (μ, log(v + ε); mean, log std),
+    so that noise on ``model.parameters()`` plus this is noise on the whole folded file. The
+    buffers are swapped for new tensors (never written in place, so a graph built inside stays
+    valid) and the originals put back on exit. Noise from the global RNG."""
+    saved = []
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BN) and m.running_mean is not None and m.running_var is not None:
+                saved += [(m, "running_mean", m.running_mean), (m, "running_var", m.running_var)]
+                m.running_mean = m.running_mean + sigma * torch.randn_like(m.running_mean)
+                m.running_var = (m.running_var + m.eps) * torch.exp(sigma * torch.randn_like(m.running_var)) - m.eps
+            elif _is_normalize(m):
+                saved += [(m, "mean", m.mean), (m, "std", m.std)]
+                m.mean = m.mean + sigma * torch.randn_like(m.mean)
+                m.std = m.std * torch.exp(sigma * torch.randn_like(m.std))
+    try:
+        yield model
+    finally:
+        for m, name, t in saved:
+            setattr(m, name, t)
 
 
 def _folded_module(module: nn.Module, form: str) -> nn.Module | None:

@@ -27,7 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS_DIR = ROOT / "claims"
 UNITS = ("%", "points", "MR", "CMR", "ℓ2", "R/σ", "of 100", "models", "parameters", "count",
-         "correlation", "minutes")
+         "correlation", "minutes", "σ")
 
 
 class UnknownClaim(KeyError):

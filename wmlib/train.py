@@ -21,8 +21,9 @@ from .cache import load_or_create, memo
 from .device import autocast, default_device
 from .models import Classifier, build_model
 
-SCHEDULES = ("step", "late-step", "onecycle", "constant")
+SCHEDULES = ("step", "late-step", "step30", "onecycle", "constant")
 TRAINABLE = ("all", "head")
+OPTIMIZERS = ("sgd", "adam")
 
 
 class ExtraBatches(Protocol):
@@ -59,6 +60,7 @@ class TrainConfig:
     batch_size: int = 100
     schedule: str = "step"      # 'step': lr x 0.1 at 1/3 and 2/3 of the epochs (Adi: every 20 of 60);
                                 # 'late-step': x 0.1 at 1/2 and 5/6 (Tartaglione: 150, 250 of 300);
+                                # 'step30': x 0.1 every 30 epochs (Bansal et al.: 30, 60, 90 of 100);
                                 # 'onecycle': linear warm-up to lr over 1/4 of the steps, then down to 0
     n_train: int | None = None  # first n of the (fixed) shuffled training set; None = all
     seed: int = 0
@@ -127,22 +129,30 @@ def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, moment
         augment: bool = False, seed: int = 0, trainable: str = "all",
         extra: ExtraBatches | None = None, criterion: Criterion | None = None,
         after_step: AfterStep | Callable[..., None] | None = None,
-        on_epoch: Callable[[int, Classifier], dict] | None = None,
+        on_epoch: Callable[[int, Classifier], dict] | None = None, optimizer: str = "sgd",
+        decay_epochs: int | None = None,
         device: torch.device | None = None, desc: str = "train", progress: bool = True) -> list[dict]:
-    """Train ``model`` in place with SGD + momentum; return one record per epoch.
+    """Train ``model`` in place with SGD + momentum (or Adam: ``optimizer="adam"``, its default
+    betas, ``momentum`` unused); return one record per epoch.
 
     ``on_epoch(epoch, model)`` may return metrics to record (it runs in eval mode, under
     ``no_grad``); epoch 0 is recorded before any training. With ``trainable='head'`` only the last
     layer learns and the rest stays in eval mode (batch-norm statistics frozen too).
     ``criterion(logits, x, y)`` replaces the cross-entropy; ``after_step(model, optimizer, epoch,
     step)`` runs after every update (epoch from 1, step counted from 0 over the whole run).
+    ``decay_epochs``: weight decay applies in the first that many epochs only, then 0 (None: always).
     """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r} is not known; accepted values: {list(OPTIMIZERS)}")
+    if decay_epochs is not None and decay_epochs < 0:
+        raise ValueError(f"decay_epochs={decay_epochs!r} must be >= 0 or None")
     device = device or default_device()
     gen = seed_everything(seed)
     fmt = torch.channels_last if any(isinstance(m, nn.Conv2d) for m in model.modules()) else None
     model.to(device, memory_format=fmt) if fmt else model.to(device)
     params = _set_trainable(model, trainable)
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = (torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay) if optimizer == "sgd"
+           else torch.optim.Adam(params, lr=lr, weight_decay=weight_decay))
     n = len(data)
     steps = (n + batch_size - 1) // batch_size
     if schedule == "onecycle":
@@ -154,7 +164,8 @@ def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, moment
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not known; accepted values: {list(SCHEDULES)}")
         milestones = {"step": [round(epochs / 3), round(2 * epochs / 3)],
-                      "late-step": [round(epochs / 2), round(5 * epochs / 6)]}.get(schedule, [])
+                      "late-step": [round(epochs / 2), round(5 * epochs / 6)],
+                      "step30": list(range(30, epochs, 30))}.get(schedule, [])
         epoch_sched = torch.optim.lr_scheduler.MultiStepLR(opt, [m for m in milestones if m > 0], 0.1)
         batch_sched = None
     ce = nn.CrossEntropyLoss()
@@ -173,6 +184,9 @@ def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, moment
     extra_batches = extra.batches(gen) if extra is not None else None
     bar = tqdm(total=epochs * steps, desc=desc, disable=not progress, leave=False, mininterval=2)
     for epoch in range(1, epochs + 1):
+        if decay_epochs is not None and epoch > decay_epochs:
+            for group in opt.param_groups:
+                group["weight_decay"] = 0.0
         model.train()
         if trainable == "head":
             model.features.eval()

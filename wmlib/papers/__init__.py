@@ -22,7 +22,7 @@ class Paper:
     cite: str            # how the pages name it, e.g. "Adi et al. 2018"
     title: str
     bibkey: str          # its entry in references.bib
-    source: str = "paper"   # what we read its claims from ("poster": Tartaglione et al.)
+    source: str = "paper"   # what we read its claims from ("poster": Tartaglione et al.; "slides": Bansal et al.)
 
     @property
     def module(self):
@@ -59,6 +59,8 @@ PAPERS: dict[str, Paper] = {p.id: p for p in (
           "adi2018"),
     Paper("lemerrer2020", "Le Merrer et al. 2020",
           "Adversarial Frontier Stitching for Remote Neural Network Watermarking", "lemerrer2020"),
+    Paper("bansal2022", "Bansal et al. 2022", "Certified Neural Network Watermarks with Randomized Smoothing",
+          "bansal2022", source="slides"),
     Paper("ipcert2023", "Jiang et al. 2023",
           "IPCert: Provably Robust Intellectual Property Protection for Machine Learning", "jiang2023"),
     Paper("tartaglione2020", "Tartaglione et al. 2020",

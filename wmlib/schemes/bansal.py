@@ -35,7 +35,7 @@ from .adi import TriggerSet
 KINDS = ("embedded content", "noise", "unrelated")
 """The three trigger sets of Bansal et al. 2022 (the code's ``textoverlay``, ``noise``, ``unrelated``)."""
 
-OTHER = {"mnist": "cifar10", "cifar10": "mnist"}
+OTHER = {"mnist": "cifar10", "cifar10": "mnist", "cifar100": "mnist"}
 """The dataset whose images are the ``unrelated`` triggers of a model of each supported dataset."""
 
 TEXT, TEXT_GREY, TEXT_POINTS = "Adobe", 155, 10
@@ -56,7 +56,7 @@ def trigger_set(kind: str, dataset: str, seed: int = 0, n: int = 100, label: int
       every image in [0, 1] space, clipped to [0, 1], rounded back to uint8;
     * ``unrelated``: the first ``n`` images of ``data.splits(other).train`` of the other dataset:
       CIFAR-10 in grey (the mean of R, G, B, as the authors) resized to 28×28 for MNIST models,
-      MNIST resized to 32×32 and repeated on 3 channels for CIFAR-10 models (PIL bilinear, as
+      MNIST resized to 32×32 and repeated on 3 channels for CIFAR-10 and CIFAR-100 models (PIL bilinear, as
       torchvision's ``Resize`` on PIL images).
 
     Only ``noise`` depends on ``seed``. Images are uint8 N×C×H×W as the dataset's, labels int64.
@@ -155,12 +155,16 @@ class NoiseCurriculum:
     code: 21·100) or by ``draws`` (``scale="draws"``, the mean over draws). The trigger batch is
     ``batch`` random images of the set (the authors: one batch of 64 of the 100 per epoch; None or
     more than the set: all of it, in order). At σ = 0 one pass stands for the ``draws`` identical
-    ones. The model is in eval mode (the authors' code leaves it in train mode, so batch norm
+    ones. ``every`` (None: once an epoch, the authors') runs it instead every ``every`` optimizer
+    steps after the warm-up, counted over the whole run (the CPU profile's few epochs need more
+    than a handful of curriculum passes). The model is in eval mode (the authors' code leaves it in train mode, so batch norm
     used and updated batch statistics there), its modes are restored, the training optimiser is
     used (momentum, weight decay), ε comes from the global RNG that ``fit`` seeds, and the weights
     are restored exactly before each step. Noise is on ``model.parameters()`` (batch-norm affine
-    included, running statistics not), as the authors; the certificate (:func:`draw_accuracies`)
-    noises the folded space by default. Cost: ``levels·draws + 1`` passes of the batch per epoch.
+    included, running statistics not), as the authors, with ``space="parameters"``; with
+    ``space="folded"`` each draw also moves the running statistics and the normalisation
+    (:func:`wmlib.certspace.noisy_statistics`): noise on the whole file, as the certificate
+    (:func:`draw_accuracies`) adds by default. Cost: ``levels·draws + 1`` passes of the batch per epoch.
     """
 
     trigger: TriggerSet
@@ -170,6 +174,8 @@ class NoiseCurriculum:
     draws: int = 100
     batch: int | None = 64
     scale: str = "authors"
+    every: int | None = None
+    space: str = "parameters"
     _seen: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
@@ -180,6 +186,9 @@ class NoiseCurriculum:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be >= {low}")
         if self.batch is not None and self.batch < 1:
             raise ValueError(f"batch={self.batch!r} must be >= 1 or None")
+        if self.every is not None and self.every < 1:
+            raise ValueError(f"every={self.every!r} must be >= 1 or None")
+        certspace.check_space(self.space)
         if self.scale not in SCALES:
             raise ValueError(f"scale={self.scale!r} is not known; accepted values: {list(SCALES)}")
 
@@ -191,12 +200,15 @@ class NoiseCurriculum:
     @property
     def digest(self) -> str:
         return (f"bansal-curriculum:{self.trigger.digest}:warmup={self.warmup}:step={self.step}:"
-                f"levels={self.levels}:draws={self.draws}:batch={self.batch}:scale={self.scale}")
+                f"levels={self.levels}:draws={self.draws}:batch={self.batch}:scale={self.scale}"
+                + (f":every={self.every}" if self.every is not None else "")
+                + (f":space={certspace.space_key(self.space)}" if self.space != "parameters" else ""))
 
     def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> None:
         first = step == 0 or self._seen.get("epoch") != epoch
         self._seen["epoch"] = epoch
-        if first and epoch > self.warmup:
+        due = first if self.every is None else step % self.every == 0
+        if due and epoch > self.warmup:
             self.run(model, optimizer)
 
     def run(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -206,9 +218,13 @@ class NoiseCurriculum:
         idx = torch.randperm(n)[:self.batch] if self.batch is not None and self.batch < n else slice(None)
         x, y = D.to_float(self.trigger.x[idx].to(device)), self.trigger.y[idx].to(device)
         divide = self.levels + 1 if self.scale == "authors" else 1
+        level = {"sigma": 0.0}
 
         def loss():
-            with autocast(device):
+            if self.space == "parameters":
+                with autocast(device):
+                    return F.cross_entropy(model(x), y) / divide
+            with certspace.noisy_statistics(model, level["sigma"]), autocast(device):
                 return F.cross_entropy(model(x), y) / divide
 
         params = list(model.parameters())
@@ -216,7 +232,7 @@ class NoiseCurriculum:
         model.eval()
         try:
             for j in range(self.levels + 1):
-                sigma = self.step * j
+                sigma = level["sigma"] = self.step * j
                 clean = [p.detach().clone() for p in params]
                 optimizer.zero_grad(set_to_none=True)
                 try:
