@@ -141,8 +141,8 @@ study
 
 # %%
 cert_raw = bs.certified_table(P, acc)
-cert = report.tidy(cert_raw, {"median": "%", "draws": "count", **{c: "%" for c in cert_raw.columns[2:]}})
-cert.columns.name = f"R/σ → ({run_name}, σ = {P.sigma:g})"
+cert = report.tidy(cert_raw.drop(columns="draws"), {"median": "%", **{c: "%" for c in cert_raw.columns[2:]}})
+cert.columns.name = f"R/σ → ({run_name})"
 glue("certified", cert)
 verdicts = report.tidy(bs.verdict_table(P, acc), {"smoothed (median)": "%", "threshold": "%",
                                                    "certified radius (R/σ)": "R/σ"})
