@@ -191,8 +191,7 @@ SETTINGS: dict[str, dict[str, BansalSettings]] = {
         # σ: the largest of the study within 2 points of test accuracy (measured: the book page)
         "mnist": _S(n_train=30_000, n_attack=10_000, n_test=5000, epochs=3, sigma=0.1, sigma_study=(0.1, 0.25, 0.5, 1.0),
                     targets=BansalTargets(min_clean_acc=0.97, shown_only=_CPU_SHOWN)),
-        # every 50 steps cost 7 points of test accuracy at σ = 0.05 and 0.1 (page): every 150
-        # within 30 minutes: 500 draws, the study without σ = 0.5, a lighter adversary (page)
+        # the curriculum every 150 steps, 500 draws, a lighter adversary: the page, "Why these settings"
         "cifar10": _S(n_train=25_000, n_attack=5000, n_test=5000, epochs=4, sigma=0.1, every=150, m=500,
                       sigma_study=(0.1, 0.25, 1.0), adv_iters=10, m_check=30,
                       targets=BansalTargets(min_clean_acc=0.65,
