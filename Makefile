@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?=
+# SEEDS="0 1 2" make book runs every notebook for each seed (the runner reads $$SEEDS; default 0).
 # Offline data: ../shared/data when it exists (override with WMLIB_DATA=...); unset = download.
 ifneq ($(wildcard ../shared/data),)
 export WMLIB_DATA ?= $(abspath ../shared/data)
@@ -29,6 +30,7 @@ notebooks: setup
 	$(BIN)/python -m wmlib.runner run $(if $(PROFILE),--profile $(PROFILE))
 
 book: notebooks
+	$(BIN)/python -m wmlib.runner plan --profile paper --markdown build/executed/plan-paper.md >/dev/null
 	$(BIN)/python -m wmlib.runner book
 
 test: setup

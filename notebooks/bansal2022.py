@@ -49,7 +49,6 @@ from myst_nb import glue
 from wmlib import data, papers, report, results
 from wmlib.device import default_device
 from wmlib.papers import bansal2022 as bs
-from wmlib.schemes import bansal
 from wmlib.settings import Checks
 
 PAPER = "bansal2022"

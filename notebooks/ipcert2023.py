@@ -47,7 +47,6 @@ progress = False         # tqdm bars inside the notebook
 
 # %% tags=["remove-cell"]
 import time
-from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -220,8 +219,7 @@ glue("lam_sweep", lam_table)
 # side of the clean target's boundary.
 
 # %%
-nonstolen = [train(replace(cfg, epochs=P.nonstolen_epochs, seed=seed + i), progress=progress)
-             for i in range(1, P.nonstolen + 1)]
+nonstolen = [train(c, progress=progress) for c in steps.nonstolen_configs(P, dataset, seed)]
 ips = {"watermark": trigger, "fingerprint": fp}
 short = {"watermark": "wm", "fingerprint": "fp"}
 ns_mr = {kind: np.array([accuracy(m.model, ip.x, ip.y) for m in nonstolen]) for kind, ip in ips.items()}

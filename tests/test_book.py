@@ -94,6 +94,24 @@ def test_summary_table_is_filled_from_results(site):
     assert "landing.png" in html                       # the paper-against-ours figure
 
 
+def test_pages_and_landing_show_the_spread_over_seeds(site, smoke_runs):
+    from wmlib import results, seeds
+    recs = results.read_all(smoke_runs["executed"] / "results")
+    two = seeds.spread(recs).query("n == 2")
+    assert set(two["paper"]) == {"adi2018"} and len(two) >= 5
+    for paper in ("adi2018",):
+        html = (site / "book" / f"{paper}.html").read_text()
+        assert "Over seeds" in html and "0, 1" in html and "min–max" in html, paper
+        q = two[two["paper"] == paper].iloc[0]
+        assert f"{q['quantity']} ({q['unit']})" in html.replace("&amp;", "&")
+    assert "one seed ran (0)" in (site / "book" / "ipcert2023.html").read_text()
+    landing = (site / "book" / "index.html").read_text()
+    assert "Over seeds" in landing and "adi2018, mnist (smoke)" in landing
+    assert not list(site.rglob("*seed1.html"))                # a further seed's notebook is not a page
+    reproduce = (site / "book" / "reproduce.html").read_text()
+    assert "runner plan --profile paper" in reproduce and ("No plan was made" in reproduce or "device-hours here" in reproduce)
+
+
 def test_citations_resolve_to_the_bibliography(site):
     html = (site / "book" / "references.html").read_text()
     for author in ("Adi", "Le Merrer", "Jiang", "Cohen", "Cao"):

@@ -193,3 +193,37 @@ def test_soundness_rows_and_forms_table(model_cache, marked):
     assert len(forms) == 1 + len(S.certspace.FORMS)
     assert forms[["IPCert", "MS"]].apply(lambda c: c.between(0, 1)).all().all()
     assert forms["certified space"].str.contains("default").sum() == 1
+
+
+def test_our_models_placed_on_the_dependence_axis_and_the_crossover():
+    """Two IP sets with known dependence: independent points (ρ = 0) sit at D ≈ 1, points failing
+    together (ρ = 1) at D = n·m/(m − 1). With one failure rate for every point, MS's mean CMR over
+    R/σ ∈ [0, 3.2] beats IPCert's at ρ = 0 and the gap closes as ρ grows (a step at ρ = 1, where
+    the two differ only by IPCert's α/|Y| against MS's α): no crossover within ρ ∈ [0, 1]."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from wmlib import dependence as dep
+    from wmlib.papers import ipcert2023 as steps
+    from wmlib.schemes import ipcert
+    n, m, q = 100, 400, 0.1
+    votes, ips, curves = {}, {}, {}
+    for kind, rho in (("independent", 0.0), ("together", 1.0)):
+        v, y = dep.synthetic_votes(n, m, q, rho, seed=1)
+        votes[kind], ips[kind] = v, SimpleNamespace(y=y)
+        curves[kind] = ipcert.cmr_curves(v, y, steps.GRID_OVER_SIGMA, 0.001)
+    place = steps.dependence_placement(votes, ips, curves)
+    assert place.loc["independent", "dispersion D"] == pytest.approx(1.0, abs=0.3)
+    assert place.loc["together", "dispersion D"] == pytest.approx(n * m / (m - 1), rel=1e-9)  # MR 0 or 1 per draw
+    assert place.loc["together", "ρ of the copula"] == 1.0 and place.loc["independent", "ρ of the copula"] < 0.01
+    assert place.loc["independent", "failure rate q"] == pytest.approx(q, abs=0.01)
+    assert place.loc["independent", "gap IPCert − MS"] < -0.1 < place.loc["together", "gap IPCert − MS"] <= 0
+    P = papers.settings("ipcert2023", "cpu", "mnist").replace(dependence_rhos=(0.0, 0.1, 0.4, 1.0), dependence_reps=1)
+    study = steps.dependence_study(P, place.loc[["independent"]], seed=0)
+    assert len(study) == 4 and study["dispersion"].is_monotonic_increasing
+    assert study["gap"].is_monotonic_increasing and (study["gap"] <= 0).all()
+    assert steps.crossover(study) == {"independent": None}
+    flipped = study.assign(gap=study["gap"] + 0.2)          # a gap that changes sign between ρ = 0.1 and 0.4
+    lo, hi = study["dispersion"].iloc[1], study["dispersion"].iloc[2]
+    assert lo < steps.crossover(flipped)["independent"] < hi

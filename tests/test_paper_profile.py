@@ -29,4 +29,4 @@ def test_paper_profile_runs_tiny(paper, dataset, tmp_path, model_cache):
     assert getattr(tiny, "model", None) == getattr(full, "model", None)   # the paper's own models
     out = runner.execute(paper, dataset, "paper", tmp_path, tiny=True, progress=False)
     assert out.exists()
-    assert (tmp_path / "results" / f"{paper}-{dataset}-paper.json").exists()
+    assert (tmp_path / "results" / f"{paper}-{dataset}-paper-seed0.json").exists()

@@ -3,7 +3,10 @@
 Each entry is ``<kind>/<hash>.pt`` (a ``state_dict``, read back with ``weights_only=True``) and
 ``<kind>/<hash>.json`` (the full key plus whatever the producer recorded: metrics, histories,
 seconds taken). Both are written atomically (temporary file + ``os.replace``); the ``.json`` is
-written last, so an entry without it is incomplete and ignored.
+written last, so an entry without it is incomplete and ignored. Jobs running at once (a process
+pool, a cluster) share the cache: an entry is made under an exclusive lock on ``<hash>.lock``, so
+two jobs asking for the same model train it once (the second waits and loads it), and a job killed
+while writing leaves at most a temporary file, which the next job to take the lock removes.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -61,6 +65,35 @@ def atomic_write_json(obj, path: Path) -> None:
     _atomic_write(Path(path), write)
 
 
+@contextmanager
+def entry_lock(folder: Path, h: str):
+    """Hold the exclusive lock of entry ``h`` in ``folder`` (``fcntl.flock``: released by the
+    kernel when its holder dies); under it, remove what a killed writer of ``h`` left behind."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:                     # no flock (Windows): one job at a time is on the user
+        fcntl = None
+    with open(folder / f"{h}.lock", "a") as f:
+        if fcntl is not None:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            for stale in folder.glob(f".{h}.*.tmp"):
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def is_cached(kind: str, key: dict, tensors: bool = True) -> bool:
+    """Whether the entry of ``key`` is complete (its ``.json``, written last, and its ``.pt``)."""
+    h = key_hash(key)
+    js = cache_dir() / kind / f"{h}.json"
+    return js.exists() and (not tensors or js.with_suffix(".pt").exists())
+
+
 def load_or_create(kind: str, key: dict, build: Callable[[], torch.nn.Module],
                    create: Callable[[], tuple[torch.nn.Module, dict]]):
     """Return ``(model, record)`` from the cache, or ``create()`` them and store them.
@@ -71,26 +104,32 @@ def load_or_create(kind: str, key: dict, build: Callable[[], torch.nn.Module],
     """
     h = key_hash(key)
     pt, js = cache_dir() / kind / f"{h}.pt", cache_dir() / kind / f"{h}.json"
-    if pt.exists() and js.exists():
-        model = build()
-        model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
-        record = json.loads(js.read_text())
-        record["cache_hit"] = True
-        return model, record
-    model, record = create()
-    record = dict(record, key=key, hash=h)
-    atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, pt)
-    atomic_write_json(record, js)
+    with entry_lock(cache_dir() / kind, h):       # a second job asking for it waits, then loads it
+        if pt.exists() and js.exists():
+            model = build()
+            model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
+            record = json.loads(js.read_text())
+            record["cache_hit"] = True
+            return model, record
+        js.unlink(missing_ok=True)                # never a record beside weights being rewritten
+        model, record = create()
+        record = dict(record, key=key, hash=h)
+        atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, pt)
+        atomic_write_json(record, js)
     return model, dict(record, cache_hit=False)
 
 
 def memo(kind: str, key: dict, compute: Callable[[], object]):
     """A JSON-able result of ``compute()``, cached under ``<kind>/<hash>.json`` by ``key``."""
-    path = cache_dir() / kind / f"{key_hash(key)}.json"
+    h = key_hash(key)
+    path = cache_dir() / kind / f"{h}.json"
     if path.exists():
         return json.loads(path.read_text())["value"]
-    value = compute()
-    atomic_write_json({"key": key, "value": value}, path)
+    with entry_lock(path.parent, h):
+        if path.exists():
+            return json.loads(path.read_text())["value"]
+        value = compute()
+        atomic_write_json({"key": key, "value": value}, path)
     return value
 
 
@@ -101,10 +140,14 @@ def memo_tensors(kind: str, key: dict, compute: Callable[[], dict[str, torch.Ten
     pt, js = cache_dir() / kind / f"{h}.pt", cache_dir() / kind / f"{h}.json"
     if pt.exists() and js.exists():
         return torch.load(pt, map_location="cpu", weights_only=True)
-    value = compute()
-    if not isinstance(value, dict) or not all(isinstance(v, torch.Tensor) for v in value.values()):
-        raise TypeError(f"memo_tensors({kind!r}) needs a dict of tensors from compute(); got {type(value)}")
-    value = {k: v.detach().cpu() for k, v in value.items()}
-    atomic_save(value, pt)
-    atomic_write_json({"key": key}, js)
+    with entry_lock(pt.parent, h):
+        if pt.exists() and js.exists():
+            return torch.load(pt, map_location="cpu", weights_only=True)
+        js.unlink(missing_ok=True)
+        value = compute()
+        if not isinstance(value, dict) or not all(isinstance(v, torch.Tensor) for v in value.values()):
+            raise TypeError(f"memo_tensors({kind!r}) needs a dict of tensors from compute(); got {type(value)}")
+        value = {k: v.detach().cpu() for k, v in value.items()}
+        atomic_save(value, pt)
+        atomic_write_json({"key": key}, js)
     return value

@@ -1,6 +1,6 @@
 """Per-notebook results records: headline numbers (ours beside the paper's) that the book reads.
 
-One JSON file per (paper, dataset, profile): ``{"paper", "dataset", "profile", "seed", "ran_on",
+One JSON file per (paper, dataset, profile, seed): ``{"paper", "dataset", "profile", "seed", "ran_on",
 "compute_minutes", "rows": [{"quantity", "ours", "paper", "unit", "note", "status", "claim"}]}``.
 A row that compares with the paper names its claim (``claims/<paper>.yaml``) and takes the
 paper's value from there (:func:`claimed`); a row of ours alone says so (:func:`ours_only`).
@@ -92,8 +92,8 @@ def results_dir() -> Path:
     return Path(os.environ.get("WMLIB_RESULTS", ROOT / "build" / "results"))
 
 
-def results_path(paper: str, dataset: str, profile: str, folder: Path | None = None) -> Path:
-    return Path(folder or results_dir()) / f"{paper}-{dataset}-{profile}.json"
+def results_path(paper: str, dataset: str, profile: str, folder: Path | None = None, seed: int = 0) -> Path:
+    return Path(folder or results_dir()) / f"{paper}-{dataset}-{profile}-seed{int(seed)}.json"
 
 
 def write(paper: str, dataset: str, profile: str, rows: list[Row], *, seed: int = 0,
@@ -104,7 +104,7 @@ def write(paper: str, dataset: str, profile: str, rows: list[Row], *, seed: int 
     for r in rows:
         if r.claim:
             claims.get(paper, r.claim)
-    path = results_path(paper, dataset, profile, folder)
+    path = results_path(paper, dataset, profile, folder, seed)
     atomic_write_json({"paper": paper, "dataset": dataset, "profile": profile, "seed": seed,
                        "ran_on": ran_on(), "data": {dataset: D.source(dataset)},
                        "compute_minutes": compute_minutes, "rows": [asdict(r) for r in rows]}, path)
@@ -116,4 +116,15 @@ def read(path: Path) -> dict:
 
 
 def read_all(folder: Path | None = None) -> list[dict]:
+    """Every record in ``folder``, every seed."""
     return [read(p) for p in sorted(Path(folder or results_dir()).glob("*.json"))]
+
+
+def pages(records: list[dict]) -> list[dict]:
+    """One record per (paper, dataset, profile): the lowest seed's, the run the pages show."""
+    first: dict[tuple, dict] = {}
+    for rec in records:
+        k = (rec["paper"], rec["dataset"], rec["profile"])
+        if k not in first or rec.get("seed", 0) < first[k].get("seed", 0):
+            first[k] = rec
+    return list(first.values())

@@ -1,12 +1,18 @@
 """Run the paper notebooks with papermill, and build the book from them.
 
-    python -m wmlib.runner run   [--profile cpu] [--paper adi2018] [--dataset mnist]  # execute
-    python -m wmlib.runner book                                                       # build site
-    python -m wmlib.runner smoke [--out build/smoke]          # smoke notebooks for nbval (not run)
+    python -m wmlib.runner run   [--profile cpu] [--paper adi2018] [--dataset mnist] [--seeds 0 1 2]
+                                 [--executor inprocess|local|slurm] [--parallel N] [--partition P ...]
+    python -m wmlib.runner plan  [--profile paper] [--seeds 0 1 2]   # the jobs, cached or not, their cost
+    python -m wmlib.runner book                                      # build the site, no execution
+    python -m wmlib.runner smoke [--out build/smoke]                 # smoke notebooks for nbval (not run)
 
-``run`` writes ``build/executed/<paper>-<dataset>.ipynb`` and their results records
-(``build/executed/results/``); ``book`` renders ``_build/html`` from them without re-executing.
-The profile defaults to ``paper`` on a GPU and ``cpu`` otherwise (``PROFILE`` overrides).
+``run`` writes ``build/executed/<paper>-<dataset>.ipynb`` (the lowest seed: the page) and
+``build/executed/seeds/<paper>-<dataset>-seed<k>.ipynb`` (the other seeds), and every seed's results
+record (``build/executed/results/<paper>-<dataset>-<profile>-seed<k>.json``); ``book`` renders
+``_build/html`` from them without re-executing, with each headline's spread over the seeds.
+The independent trainings run first as jobs of their own, then the notebooks (:mod:`wmlib.grid`).
+The profile defaults to ``paper`` on a GPU and ``cpu`` otherwise (``PROFILE`` overrides;
+``SEEDS`` gives the default seeds).
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import time
 from pathlib import Path
 
 from . import data as D
-from . import papers, report, results, settings
+from . import grid, papers, report, results, seeds as seeds_mod, settings
 from .cache import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,19 +37,26 @@ BOOK_FILES = ("_config.yml", "_toc.yml", "book", "references.bib")
 pairs = papers.pairs
 
 
+def notebook_path(paper: str, dataset: str, out_dir: Path, seed: int = 0, page: bool = True) -> Path:
+    """Where a run's executed notebook goes: the page's (``page``) or a further seed's."""
+    out_dir = Path(out_dir)
+    return out_dir / f"{paper}-{dataset}.ipynb" if page else out_dir / "seeds" / f"{paper}-{dataset}-seed{seed}.ipynb"
+
+
 def execute(paper: str, dataset: str, profile: str, out_dir: Path, *, prepare_only: bool = False,
-            progress: bool = True, seed: int = 0, tiny: bool = False) -> Path:
+            progress: bool = True, seed: int = 0, tiny: bool = False, page: bool = True) -> Path:
     """Execute (or only parametrise) ``notebooks/<paper>.py`` for ``dataset`` at ``profile``.
 
     ``tiny``: the profile's models and steps at a size that runs in seconds (a test that the
-    ``paper`` profile still runs on a CPU)."""
+    ``paper`` profile still runs on a CPU). ``page``: the notebook the book shows (else it goes to
+    ``seeds/``); every seed's record goes to ``out_dir/results``."""
     import jupytext
     import papermill
 
     papers.settings(paper, profile, dataset)          # validates the three names
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{paper}-{dataset}.ipynb"
+    out = notebook_path(paper, dataset, out_dir, seed, page)
+    out.parent.mkdir(parents=True, exist_ok=True)
     nb = jupytext.read(ROOT / "notebooks" / f"{paper}.py")
     params = dict(dataset=dataset, profile=profile, seed=seed)
     if tiny:
@@ -51,7 +64,9 @@ def execute(paper: str, dataset: str, profile: str, out_dir: Path, *, prepare_on
     if not prepare_only:
         params["results_dir"] = str((out_dir / "results").resolve())
         for stale in (out_dir / "results").glob(f"{paper}-{dataset}-*.json"):
-            stale.unlink()       # a record from another profile would contradict the notebook
+            if not stale.name.startswith(f"{paper}-{dataset}-{profile}-seed") or \
+                    stale == results.results_path(paper, dataset, profile, out_dir / "results", seed):
+                stale.unlink()   # another profile's record would contradict the notebook; this seed's is redone
     tmp = out.with_name(f".{out.stem}.part.ipynb")
     failed = out.with_name(f"{out.stem}.failed.ipynb")
     failed.unlink(missing_ok=True)
@@ -72,30 +87,83 @@ def execute(paper: str, dataset: str, profile: str, out_dir: Path, *, prepare_on
     return out
 
 
-def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None) -> list[Path]:
-    """Execute every selected (paper, dataset) notebook at ``profile``; record the minutes each took."""
-    done = []
-    timings_file = Path(out_dir) / "timings.json"
-    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    selected = pairs(papers, datasets, profile if datasets else None)
+def run_notebook(job: grid.Job, out_dir: Path = EXECUTED) -> dict:
+    """Job body: execute one notebook; return its timing (the parent writes ``timings.json``)."""
+    t0 = time.time()
+    execute(job.paper, job.dataset, job.profile, out_dir, seed=job.seed, page=job.page, progress=False)
+    minutes = (time.time() - t0) / 60
+    rec = results.read(results.results_path(job.paper, job.dataset, job.profile, Path(out_dir) / "results", job.seed))
+    return {"paper": job.paper, "dataset": job.dataset, "profile": job.profile, "seed": job.seed,
+            "wall_minutes": minutes, "compute_minutes": rec.get("compute_minutes"), "ran_on": rec.get("ran_on")}
+
+
+class _NotebookJob:
+    """A picklable ``fn(job)`` for the executor that remembers where notebooks go."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+
+    def __call__(self, job: grid.Job) -> dict:
+        return run_notebook(job, self.out_dir)
+
+
+def page_seed(paper: str, dataset: str, profile: str, seeds, out_dir: Path) -> int:
+    """The seed whose notebook the page shows: the lowest that ran or will run at ``profile``."""
+    have = [r.get("seed", 0) for r in results.read_all(Path(out_dir) / "results")
+            if (r["paper"], r["dataset"], r["profile"]) == (paper, dataset, profile)] \
+        if (Path(out_dir) / "results").is_dir() else []
+    return min([*seeds, *have])
+
+
+def grid_jobs(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir: Path = EXECUTED):
+    """The jobs of a run: independent trainings (not yet cached) and one notebook per seed."""
+    selected = pairs(papers_, datasets, profile if datasets else None)
+    seeds = sorted({int(s) for s in seeds})
+    train_jobs = grid.training_jobs(selected, profile, seeds)
+    nb_jobs = []
+    for paper, dataset in selected:
+        first = page_seed(paper, dataset, profile, seeds, out_dir)
+        nb_jobs += [grid.Job("notebook", paper, dataset, profile, s, page=(s == first)) for s in seeds]
+    return selected, train_jobs, nb_jobs
+
+
+def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seeds=(0,),
+        executor: str = "inprocess", parallel: int = 1, slurm: grid.Slurm | None = None) -> list[grid.Outcome]:
+    """Execute every selected (paper, dataset) notebook at ``profile`` for every seed, the
+    independent trainings first; record the minutes each took. A failed job is reported with its
+    log and the command that reruns it alone; what the others produced is kept."""
+    out_dir = Path(out_dir)
+    selected, train_jobs, nb_jobs = grid_jobs(profile, papers, datasets, seeds, out_dir)
     for dataset in sorted({d for _, d in selected}):
         D.require(dataset)          # a dataset that is not here stops the run before it starts
-    for paper, dataset in selected:
-        t0 = time.time()
-        print(f"[wmbook] {paper} / {dataset} at profile {profile} ...", flush=True)
-        done.append(execute(paper, dataset, profile, out_dir))
-        minutes = (time.time() - t0) / 60
-        print(f"[wmbook] {paper} / {dataset} done in {minutes:.1f} min", flush=True)
-        rec = results.read(results.results_path(paper, dataset, profile, Path(out_dir) / "results"))
-        old = timings.get(f"{paper}-{dataset}", {})
-        first = old.get("first_run_minutes") if old.get("profile") == profile else None
-        timings[f"{paper}-{dataset}"] = {"paper": paper, "dataset": dataset, "profile": profile,
-                                         "first_run_minutes": first if first is not None else minutes,
-                                         "wall_minutes": minutes,
-                                         "compute_minutes": rec.get("compute_minutes")}
-        atomic_write_json(timings, timings_file)
+    from .train import is_trained
+    todo = [j for j, cfg in train_jobs if not is_trained(cfg)]
+    log_dir = out_dir / "logs"
+    print(f"[wmbook] {len(nb_jobs)} notebook(s) at profile {profile}, seeds {sorted(set(seeds))}, on "
+          f"{executor}; {len(todo)} independent training(s) to run first "
+          f"({len(train_jobs) - len(todo)} cached)", flush=True)
+    outcomes = grid.execute(todo, grid.run_training, executor, log_dir=log_dir, parallel=parallel,
+                            slurm=slurm, desc="trainings")
+    outcomes += grid.execute(nb_jobs, _NotebookJob(out_dir), executor, log_dir=log_dir, parallel=parallel,
+                             slurm=slurm, desc="notebooks")
+    timings_file = out_dir / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    for o in outcomes:
+        if o.ok and o.job.kind == "notebook":
+            t = o.value
+            k = f"{t['paper']}-{t['dataset']}" + ("" if o.job.page else f"-seed{t['seed']}")
+            old = timings.get(k, {})
+            first = old.get("first_run_minutes") if old.get("profile") == profile else None
+            timings[k] = dict(t, first_run_minutes=first if first is not None else t["wall_minutes"])
+    atomic_write_json(timings, timings_file)
     write_summary(out_dir)
-    return done
+    failed = grid.report_failures(outcomes, out_dir / "failed.json")
+    if failed:
+        print(f"[wmbook] {len(failed)} job(s) failed (listed in {out_dir / 'failed.json'}); the others' "
+              "results are kept:", file=sys.stderr, flush=True)
+        for o in failed:
+            print(f"  {o.job.label}: {o.error}\n    log: {o.log}\n    rerun: {o.job.rerun()}", file=sys.stderr)
+    return outcomes
 
 
 def prepare_smoke(out_dir: Path = ROOT / "build" / "smoke") -> list[Path]:
@@ -110,7 +178,9 @@ def write_summary(executed_dir: Path) -> Path:
     paper's value against ours for every numeric claim (``landing.png``); and every headline row,
     folded."""
     executed_dir = Path(executed_dir)
-    records = results.read_all(executed_dir / "results")
+    every_seed = results.read_all(executed_dir / "results")
+    records = results.pages(every_seed)
+    write_spreads(executed_dir, every_seed)
     overview = report.paper_overview(records, papers.PAPERS)
     parts = [overview.to_markdown(disable_numparse=True), ""]
     if report.landing_figure(records, executed_dir / "landing.png"):
@@ -123,10 +193,27 @@ def write_summary(executed_dir: Path) -> Path:
     table = report.summary_table(records)
     body = table.to_markdown(index=False, disable_numparse=True) if len(table) else "no executed notebook yet"
     parts += [f"::::{{dropdown}} Every headline number ({len(table)} rows)", "", body, "", "::::", ""]
+    parts += ["**Over seeds.** " + seeds_mod.markdown(every_seed), ""]
     path = executed_dir / "summary.md"
     path.write_text("\n".join(parts))
     write_timings(executed_dir)
+    plan_md = executed_dir / "plan-paper.md"
+    if not plan_md.exists():
+        plan_md.write_text("*No plan was made for this build: `python -m wmlib.runner plan --profile paper "
+                           "--markdown build/executed/plan-paper.md` (which `make book` runs) writes it here.*\n")
     return path
+
+
+def write_spreads(executed_dir: Path, records: list[dict]) -> list[Path]:
+    """``spread/<paper>.md`` for each paper's page: its headlines over the seeds that ran."""
+    folder = Path(executed_dir) / "spread"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for pid in papers.PAPERS:
+        path = folder / f"{pid}.md"
+        path.write_text(seeds_mod.markdown(records, pid))
+        out.append(path)
+    return out
 
 
 def write_timings(executed_dir: Path) -> Path:
@@ -135,16 +222,21 @@ def write_timings(executed_dir: Path) -> Path:
     src = Path(executed_dir) / "timings.json"
     rows = json.loads(src.read_text()).values() if src.exists() else []
     fmt = (lambda v: "—" if v is None else f"{v:.1f}")
-    lines = ["| paper | dataset | profile | first run (min) | last run (min) "
-             "| training of the models used (min) |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['paper']} | {r['dataset']} | {r['profile']} | {fmt(r.get('first_run_minutes'))} "
-              f"| {fmt(r['wall_minutes'])} | {fmt(r['compute_minutes'])} |" for r in rows]
+    lines = ["| paper | dataset | profile | seed | ran on | first run (min) | last run (min) "
+             "| training of the models used (min) |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['paper']} | {r['dataset']} | {r['profile']} | {r.get('seed', 0)} | {_ran_on(r.get('ran_on'))} "
+              f"| {fmt(r.get('first_run_minutes'))} | {fmt(r['wall_minutes'])} | {fmt(r['compute_minutes'])} |"
+              for r in sorted(rows, key=lambda r: (r["paper"], r["dataset"], r.get("seed", 0)))]
     if not rows:
-        lines.append("| — | — | — | not recorded: these notebooks were not run by `wmlib.runner run` "
+        lines.append("| — | — | — | — | — | not recorded: these notebooks were not run by `wmlib.runner run` "
                      "| — | — |")
     path = Path(executed_dir) / "timings.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _ran_on(r: dict | None) -> str:
+    return "—" if not r else f"{r.get('device', '?')}, {r.get('precision', '?')}, {r.get('cpu capability', '')}".rstrip(", ")
 
 
 def stage(dst: Path, executed_dir: Path) -> Path:
@@ -175,23 +267,63 @@ def build_book(source: Path = ROOT, strict: bool = True) -> Path:
     return Path(source) / "_build" / "html"
 
 
+def _seeds_default() -> list[int]:
+    env = os.environ.get("SEEDS", "").replace(",", " ").split()
+    try:
+        return [int(x) for x in env] or [0]
+    except ValueError:
+        raise ValueError(f"SEEDS={os.environ['SEEDS']!r} must be whole numbers, e.g. SEEDS=\"0 1 2\"") from None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m wmlib.runner", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def grid_args(p):
+        p.add_argument("--profile", default=os.environ.get("PROFILE") or settings.default_profile(),
+                       choices=settings.PROFILES)
+        p.add_argument("--paper", action="append", help="paper(s) to run (default: all)")
+        p.add_argument("--dataset", action="append", help="dataset(s) to run (default: all)")
+        p.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="seeds to run, e.g. --seeds 0 1 2 (default: $SEEDS or 0)")
+        p.add_argument("--out", type=Path, default=EXECUTED)
+
     r = sub.add_parser("run", help="execute notebooks with papermill")
-    r.add_argument("--profile", default=os.environ.get("PROFILE") or settings.default_profile(),
-                   choices=settings.PROFILES)
-    r.add_argument("--paper", action="append", help="paper(s) to run (default: all)")
-    r.add_argument("--dataset", action="append", help="dataset(s) to run (default: all)")
-    r.add_argument("--out", type=Path, default=EXECUTED)
+    grid_args(r)
+    r.add_argument("--executor", default="inprocess", choices=grid.EXECUTORS,
+                   help="inprocess (default), local (a process per job, submitit) or slurm (submitit)")
+    r.add_argument("--parallel", type=int, default=1, help="local: jobs at once (default 1)")
+    r.add_argument("--partition", help="slurm: the partition")
+    r.add_argument("--gpus-per-job", type=int, default=1, help="slurm: GPUs per job (default 1)")
+    r.add_argument("--time-limit", type=int, default=240, help="slurm: minutes per job (default 240)")
+    r.add_argument("--cpus-per-job", type=int, default=8, help="slurm: CPUs per job (default 8)")
+    r.add_argument("--mem-gb", type=int, default=32, help="slurm: memory per job (default 32)")
+    pl = sub.add_parser("plan", help="list the jobs a run would start, what is cached, and their cost")
+    grid_args(pl)
+    pl.add_argument("--markdown", type=Path, help="also write the plan as markdown to this file")
     sub.add_parser("book", help="build the book from build/executed")
     s = sub.add_parser("smoke", help="write smoke-parameter notebooks for nbval")
     s.add_argument("--out", type=Path, default=ROOT / "build" / "smoke")
     a = ap.parse_args(argv)
     try:
+        if a.cmd in ("run", "plan"):
+            seeds = a.seeds if a.seeds is not None else _seeds_default()
+            if any(s < 0 for s in seeds):
+                raise ValueError(f"--seeds {seeds}: seeds must be >= 0")
         if a.cmd == "run":
-            run(a.profile, a.out, a.paper, a.dataset)
+            slurm = grid.Slurm(a.partition, a.gpus_per_job, a.time_limit, a.cpus_per_job, a.mem_gb)
+            outcomes = run(a.profile, a.out, a.paper, a.dataset, seeds, a.executor, a.parallel, slurm)
+            if not all(o.ok for o in outcomes):
+                sys.exit(1)
+        elif a.cmd == "plan":
+            from . import plan as plan_mod
+            df = plan_mod.plan(a.profile, a.paper, a.dataset, seeds, a.out)
+            text = plan_mod.markdown(df, a.profile)
+            print(text)
+            if a.markdown:
+                a.markdown.parent.mkdir(parents=True, exist_ok=True)
+                a.markdown.write_text(text)
         elif a.cmd == "book":
             print("built", build_book())
         else:

@@ -227,6 +227,21 @@ def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, moment
     return history
 
 
+def cache_key(cfg: TrainConfig, *, extra: ExtraBatches | None = None, init: Trained | None = None,
+              after_step: AfterStep | None = None, tag: str = "") -> dict:
+    """What identifies a trained model in the cache (see :func:`train`)."""
+    return {"config": asdict(cfg), "data": D.source(cfg.dataset),
+            "extra": extra.digest if extra is not None else None,
+            "after_step": after_step.digest if after_step is not None else None,
+            "init": init.hash if init is not None else None, "tag": tag}
+
+
+def is_trained(cfg: TrainConfig) -> bool:
+    """Whether the plain training ``cfg`` is in the cache."""
+    from .cache import is_cached
+    return is_cached("models", cache_key(cfg))
+
+
 def train(cfg: TrainConfig, *, extra: ExtraBatches | None = None, init: Trained | None = None,
           after_step: AfterStep | None = None,
           on_epoch: Callable[[int, Classifier], dict] | None = None, tag: str = "",
@@ -236,10 +251,7 @@ def train(cfg: TrainConfig, *, extra: ExtraBatches | None = None, init: Trained 
     The cache key is the whole configuration, the copy of the dataset (:func:`wmlib.data.source`),
     the digests of ``extra`` and ``after_step`` and the hash of ``init``; ``tag`` names a variant that the arguments alone do not tell apart.
     """
-    cache_key = {"config": asdict(cfg), "data": D.source(cfg.dataset),
-                 "extra": extra.digest if extra is not None else None,
-                 "after_step": after_step.digest if after_step is not None else None,
-                 "init": init.hash if init is not None else None, "tag": tag}
+    key = cache_key(cfg, extra=extra, init=init, after_step=after_step, tag=tag)
     info = D.dataset_info(cfg.dataset)
 
     def build():
@@ -260,5 +272,5 @@ def train(cfg: TrainConfig, *, extra: ExtraBatches | None = None, init: Trained 
                       progress=progress)
         return model.cpu(), {"history": history, "seconds": time.time() - t0}
 
-    model, record = load_or_create("models", cache_key, build, create)
+    model, record = load_or_create("models", key, build, create)
     return Trained(model.eval(), record)

@@ -162,6 +162,13 @@ def monitor(eval_data: D.TensorData, trigger: adi.TriggerSet, n: int = 2000) -> 
     return on_epoch
 
 
+def owner_trainings(P: AdiSettings, dataset: str, seed: int = 0) -> dict[str, TrainConfig]:
+    """The trainings this notebook runs itself, for a plan's estimate: NO-WM and FROMSCRATCH (full
+    schedules; PRETRAINED's fine-tuning and the attacks are not counted)."""
+    cfg = P.train_config(dataset, seed)
+    return {"NO-WM": cfg, "FROMSCRATCH": cfg}
+
+
 def train_models(P: AdiSettings, dataset: str, trigger: adi.TriggerSet, split: D.Splits, *,
                  seed: int = 0, progress: bool = False) -> dict[str, Trained]:
     """NO-WM, FROMSCRATCH and PRETRAINED (the paper's three models), trained or from the cache."""

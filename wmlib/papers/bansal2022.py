@@ -235,6 +235,15 @@ def watermark(P: BansalSettings, dataset: str, trigger: TriggerSet, sigma: float
                  after_step=P.curriculum(trigger, sigma) if sigma else None, tag="bansal", progress=progress)
 
 
+def owner_trainings(P: BansalSettings, dataset: str, seed: int = 0) -> dict[str, TrainConfig]:
+    """The trainings this notebook runs itself, for a plan's estimate: a baseline and a certified
+    model per trigger kind and one per σ of the study (the attacks are not counted)."""
+    cfg = P.train_config(dataset, seed)
+    out = {f"{k} {w}": cfg for k in P.kinds for w in ("baseline", "certified")}
+    out.update({f"σ study {s:g}": cfg for s in P.sigma_study if s != P.sigma})
+    return out
+
+
 def train_models(P: BansalSettings, dataset: str, trig: dict[str, TriggerSet], *, seed: int = 0,
                  progress: bool = True) -> dict[str, dict[str, Trained]]:
     """kind → {"baseline": …, "certified": …} (certified: the curriculum up to ``P.sigma``)."""
@@ -616,7 +625,7 @@ def extra_rows(P: BansalSettings, study: pd.DataFrame, sound: pd.DataFrame) -> l
 
 def banner(P: BansalSettings, dataset: str, profile: str, n_attack: int, device: str, tiny: bool = False) -> str:
     """Which run produced a page: profile, data copy, model, training, curriculum and certificate."""
-    cur = (f"once an epoch" if P.every is None else f"every {P.every} steps")
+    cur = ("once an epoch" if P.every is None else f"every {P.every} steps")
     return (f"Produced at profile {profile}{' (tiny)' if tiny else ''} on {dataset} ({device}; data: "
             f"{D.SOURCES[D.source(dataset)]}); {P.model}, {P.n_train:,} owner images, {P.epochs} epochs, "
             f"{P.schedule} schedule at lr {P.lr:g}, {P.per_batch} trigger image(s) per batch; curriculum up to "

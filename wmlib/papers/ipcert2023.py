@@ -153,6 +153,8 @@ class IPCertSettings(Settings):
     sound_radii: tuple[float, ...] = (0.5, 1.0)
     adaptive_draws: int = 2
     adaptive_iters: int = 10
+    dependence_rhos: tuple[float, ...] = (0.0, 0.003, 0.01, 0.03, 0.1, 0.2, 0.4, 0.7, 1.0)
+    dependence_reps: int = 3
     targets: Targets = field(default_factory=Targets)
 
     def sigma(self, kind: str) -> float:
@@ -187,7 +189,8 @@ class IPCertSettings(Settings):
             sigma_sweep_wm=self.sigma_sweep_wm[:2], sigma_sweep_fp=self.sigma_sweep_fp[:2],
             alpha_sweep=self.alpha_sweep[:2], eta_sweep=self.eta_sweep[:2], eta_n=5, eta_steps=2,
             eta_draws=2, buffer_steps=2, buffer_bounded_steps=2, buffer_n=50, m_check=2, sound_radii=self.sound_radii[:1],
-            adaptive_draws=1, adaptive_iters=2, targets=SMOKE_TARGETS)
+            adaptive_draws=1, adaptive_iters=2, dependence_rhos=(0.0, 1.0), dependence_reps=1,
+            targets=SMOKE_TARGETS)
 
 
 def _kind(kind: str) -> str:
@@ -209,7 +212,8 @@ SETTINGS: dict[str, dict[str, IPCertSettings]] = {
                lam_radius=2.0, n_post=200, nonstolen=1, sigma_sweep_wm=(0.01, 0.03),
                sigma_sweep_fp=(0.01, 0.02), m_sweep=(10,), eta_n=10, eta_steps=3, eta_draws=2,
                n_test=600, buffer_steps=20, buffer_bounded_steps=5, buffer_n=200, m_check=10, sound_radii=(1.0,),
-               adaptive_draws=2, adaptive_iters=3, targets=SMOKE_TARGETS)
+               adaptive_draws=2, adaptive_iters=3, dependence_rhos=(0.0, 0.1, 1.0), dependence_reps=1,
+               targets=SMOKE_TARGETS)
         for ds, pre in (("mnist", "resize"), ("cifar10", "center-crop"))},
     "cpu": {
         "mnist": _S(n_train=30_000, epochs=2, trigger_preprocess="resize",
@@ -284,6 +288,25 @@ def ipcert_curve(votes, y, sigma: float, alpha: float) -> np.ndarray:
     return ipcert.cmr_curves(votes, y, grid(sigma), alpha)["IPCert"]
 
 
+def nonstolen_configs(P: IPCertSettings, dataset: str, seed: int = 0) -> list[TrainConfig]:
+    """§5.1: the non-stolen models, trained independently of the target (seeds seed + 1, ...)."""
+    return [replace(P.train_config(dataset, seed), epochs=P.nonstolen_epochs, seed=seed + i)
+            for i in range(1, P.nonstolen + 1)]
+
+
+def trainings(P: IPCertSettings, dataset: str, seed: int = 0) -> dict[str, TrainConfig]:
+    """The independent trainings of the notebook (jobs of a grid): the clean model and the non-stolen ones."""
+    out = {"clean": P.train_config(dataset, seed)}
+    out.update({f"non-stolen {i}": c for i, c in enumerate(nonstolen_configs(P, dataset, seed), 1)})
+    return out
+
+
+def owner_trainings(P: IPCertSettings, dataset: str, seed: int = 0) -> dict[str, TrainConfig]:
+    """The trainings this notebook runs itself, for a plan's estimate: the watermarked model
+    (its noise steps, post-processing and attacks are not counted)."""
+    return {"watermarked": P.train_config(dataset, seed)}
+
+
 def pgd(P: IPCertSettings, base: Trained, ip: TriggerSet, val: D.TensorData, radius: float,
         lam: float | None = None, seed: int = 0) -> Trained:
     """Alg. 1 at ``radius`` with the profile's λ (or ``lam``), rate, iterations and validation
@@ -337,6 +360,54 @@ def post_process(P: IPCertSettings, targets: dict[tuple[str, str], tuple[Trained
             base, data, epochs=P.post_epochs, lr=P.post_lr, temperature=P.temperature, augment=augment,
             seed=seed, progress=progress)
     return post
+
+
+def dependence_placement(votes: dict, ips: dict, curves: dict) -> pd.DataFrame:
+    """Our models on the dependence axis of :mod:`wmlib.dependence`, one row per IP set: n, m, the
+    mean failure rate q (1 − mean per-draw MR), the dispersion D of the per-draw MR (its variance
+    over the binomial value of independent points), the copula ρ with that expected D, and the
+    measured mean CMR gap IPCert − MS over R/σ ∈ [0, 3.2]."""
+    from .. import dependence as dep
+    rows = []
+    for kind, v in votes.items():
+        n, dm = len(ips[kind].y), np.asarray(v.draw_match, dtype=float)
+        q = float(1 - dm.mean())
+        d = dep.dispersion(dm, n) if len(dm) >= 2 else float("nan")
+        rho = dep.rho_for_dispersion(d, n, q, clip=True) if 0 < q < 1 and np.isfinite(d) else float("nan")
+        rows.append({"IP set": kind, "n": n, "m": len(dm), "failure rate q": q, "dispersion D": d,
+                     "ρ of the copula": rho, "gap IPCert − MS": mean_gap(curves[kind]["IPCert"], curves[kind]["MS"])})
+    return pd.DataFrame(rows).set_index("IP set")
+
+
+def dependence_study(P: IPCertSettings, placement: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """IPCert against MS on synthetic votes at each IP set's own n, m and failure rate q, across the
+    copula's ρ (:func:`wmlib.dependence.crossover_study`, ``P.dependence_reps`` repetitions): one row
+    per (IP set, ρ, rep) with the dispersion and the mean CMR gap over the same R/σ grid as ours."""
+    from .. import dependence as dep
+    out = []
+    for kind, row in placement.iterrows():
+        q = float(np.clip(row["failure rate q"], 0.005, 0.995))     # a rate of exactly 0 or 1 fails nothing / all
+        df = dep.crossover_study(int(row["n"]), int(row["m"]), q, P.dependence_rhos, GRID_OVER_SIGMA,
+                                 alpha=P.alpha, seed=seed, reps=P.dependence_reps)
+        out.append(df.drop_duplicates(["rho", "rep"]).assign(**{"IP set": kind, "q": q}))
+    return pd.concat(out, ignore_index=True)[["IP set", "q", "rho", "rep", "dispersion", "mean_cmr_ipcert",
+                                              "mean_cmr_ms", "gap"]]
+
+
+def crossover(study: pd.DataFrame) -> dict[str, float | None]:
+    """Per IP set, the dispersion at which the mean gap IPCert − MS (averaged over reps) changes sign
+    (log-linear interpolation); None when it does not within the studied ρ."""
+    out = {}
+    for kind, g in study.groupby("IP set", sort=False):
+        m = g.groupby("rho")[["dispersion", "gap"]].mean().sort_values("dispersion")
+        d, gap = m["dispersion"].to_numpy(), m["gap"].to_numpy()
+        out[kind] = None
+        for i in range(len(d) - 1):
+            if np.sign(gap[i]) != np.sign(gap[i + 1]) and gap[i] != gap[i + 1] and d[i] > 0:
+                t = gap[i] / (gap[i] - gap[i + 1])
+                out[kind] = float(np.exp(np.log(d[i]) + t * (np.log(d[i + 1]) - np.log(d[i]))))
+                break
+    return out
 
 
 def mean_gap(a, b) -> float:

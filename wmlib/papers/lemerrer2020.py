@@ -262,6 +262,21 @@ def split(P: Lemerrer, dataset: str) -> Data:
                 train=s.train)
 
 
+def train_config(P: Lemerrer, dataset: str, net: str, seed: int = 0, *, unmarked: int = 0) -> TrainConfig:
+    """The training of ``net`` (``unmarked`` = i: the i-th independently trained copy, seed + i)."""
+    n = P.nets[net]
+    return TrainConfig(model=n.model, dataset=dataset, epochs=n.unmarked_epochs if unmarked else n.epochs,
+                       lr=n.lr, schedule=P.schedule, n_train=P.n_train, seed=seed + unmarked)
+
+
+def trainings(P: Lemerrer, dataset: str, seed: int = 0) -> dict[str, TrainConfig]:
+    """The independent trainings of the notebook (jobs of a grid): each network and its unmarked copies."""
+    out = {net: train_config(P, dataset, net, seed) for net in P.nets}
+    out.update({f"{net} unmarked {i}": train_config(P, dataset, net, seed, unmarked=i)
+                for net, n in P.nets.items() for i in range(1, n.unmarked + 1)})
+    return out
+
+
 class Experiment:
     """The steps of the notebook for one profile: trained networks, their key candidates (kept in
     memory per network, ε, norm and source), markings, false positives and attacks."""
@@ -276,10 +291,7 @@ class Experiment:
     # -- networks
     def config(self, net: str, *, unmarked: int = 0) -> TrainConfig:
         """The training of ``net`` (``unmarked`` = i: the i-th independently trained copy, seed + i)."""
-        n = self.P.nets[net]
-        return TrainConfig(model=n.model, dataset=self.dataset,
-                           epochs=n.unmarked_epochs if unmarked else n.epochs, lr=n.lr,
-                           schedule=self.P.schedule, n_train=self.P.n_train, seed=self.seed + unmarked)
+        return train_config(self.P, self.dataset, net, self.seed, unmarked=unmarked)
 
     def train_networks(self) -> dict[str, Trained]:
         """§4: the owner's three networks (cached)."""

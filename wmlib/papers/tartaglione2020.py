@@ -173,6 +173,18 @@ class Owner:
         return self.verdict(model).score
 
 
+def trainings(P: TartaglioneSettings, dataset: str, seed: int = 0) -> dict[str, TrainConfig]:
+    """The independent trainings of the notebook (jobs of a grid): each model unwatermarked."""
+    return {f"{m} unwatermarked": P.train_config(m, dataset, seed) for m in P.models}
+
+
+def owner_trainings(P: TartaglioneSettings, dataset: str, seed: int = 0) -> dict[str, TrainConfig]:
+    """The trainings this notebook runs itself, for a plan's estimate: the naive and robust
+    embeddings per model (counted as one training each; the robust one costs more per step)."""
+    return {f"{m} {e}": P.train_config(m, dataset, seed) for m in P.models
+            for e in ("naive", "robust", *map(lam_label, P.extra_lams))}
+
+
 def owner(P: TartaglioneSettings, model: str, dataset: str, *, seed: int = 0, progress: bool = True) -> Owner:
     """Train (or load) the unwatermarked, naive and robust ``model``; the key is drawn over the
     model's parameters and the payload scaled by ``P.scale`` (both seeded by ``seed``)."""

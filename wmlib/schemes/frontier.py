@@ -22,7 +22,7 @@ from torch import nn
 from .. import data as D
 from ..cache import load_or_create, memo_tensors
 from ..device import default_device
-from ..attacks import NORMS, fgsm
+from ..attacks import fgsm
 from ..train import Trained, fit, predict
 from ..verdict import Verdict
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .. import certspace
 from .. import data as D
-from ..cache import atomic_save, cache_dir, key_hash, load_or_create, memo
+from ..cache import atomic_save, cache_dir, key_hash, memo
 from ..certify import (
     Votes,
     backward_under_noise,
