@@ -54,7 +54,8 @@ def test_two_jobs_asking_for_the_same_model_train_it_once(tmp_path):
     (wa, hit_a), (wb, hit_b) = (o[0].split() for o in outs)
     assert wa == wb and {hit_a, hit_b} == {"True", "False"}        # the second loaded the first's
     entries = list((tmp_path / "cache" / "models").iterdir())
-    assert sorted(p.suffix for p in entries) == [".json", ".lock", ".pt"]
+    assert sorted(p.suffix for p in entries) == [".json", ".pt"]          # the lock lives elsewhere
+    assert len(list((tmp_path / "cache" / "locks").glob("models-*.lock"))) == 1
 
 
 def test_a_killed_job_leaves_no_half_written_entry(tmp_path):

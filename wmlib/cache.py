@@ -4,7 +4,7 @@ Each entry is ``<kind>/<hash>.pt`` (a ``state_dict``, read back with ``weights_o
 ``<kind>/<hash>.json`` (the full key plus whatever the producer recorded: metrics, histories,
 seconds taken). Both are written atomically (temporary file + ``os.replace``); the ``.json`` is
 written last, so an entry without it is incomplete and ignored. Jobs running at once (a process
-pool, a cluster) share the cache: an entry is made under an exclusive lock on ``<hash>.lock``, so
+pool, a cluster) share the cache: an entry is made under an exclusive lock (``locks/<kind>-<hash>.lock``), so
 two jobs asking for the same model train it once (the second waits and loads it), and a job killed
 while writing leaves at most a temporary file, which the next job to take the lock removes.
 """
@@ -75,7 +75,9 @@ def entry_lock(folder: Path, h: str):
         import fcntl
     except ImportError:                     # no flock (Windows): one job at a time is on the user
         fcntl = None
-    with open(folder / f"{h}.lock", "a") as f:
+    locks = cache_dir() / "locks"          # beside the entries, never among them
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{folder.name}-{h}.lock", "a") as f:
         if fcntl is not None:
             fcntl.flock(f, fcntl.LOCK_EX)
         try:

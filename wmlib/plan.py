@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -107,7 +108,8 @@ def plan(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir=None) ->
                      "images (M)": images(cfg) / 1e6, "minutes": 0.0 if cached is True else minutes([cfg])})
     for job in nb_jobs:
         own = list(grid.owner_trainings(job.paper, job.dataset, job.profile, job.seed).values())
-        done = runner.notebook_path(job.paper, job.dataset, out_dir or runner.EXECUTED, job.seed, job.page)
+        from .results import results_path     # done: this profile and seed has its record
+        done = results_path(job.paper, job.dataset, job.profile, Path(out_dir or runner.EXECUTED) / "results", job.seed)
         rows.append({"job": job.label, "kind": "notebook", "cached": done.exists(), "models": len(own),
                      "images (M)": sum(map(images, own)) / 1e6, "minutes": minutes(own)})
     df = pd.DataFrame(rows)

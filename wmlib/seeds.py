@@ -61,7 +61,8 @@ def _range(row) -> str:
 
 
 def table(df: pd.DataFrame, with_notebook: bool = False) -> pd.DataFrame:
-    """The reader's table: ours as mean and spread over the seeds, the paper's value, inside or not."""
+    """The reader's table: ours as mean and spread over the seeds, the paper's value, inside or not;
+    each row names its notebook (dataset and profile; the paper too with ``with_notebook``)."""
     out = []
     for _, r in df.iterrows():
         inside = {True: "yes", False: "**no**", None: "—"}[r["paper_inside"]]
@@ -72,8 +73,8 @@ def table(df: pd.DataFrame, with_notebook: bool = False) -> pd.DataFrame:
                "paper's": format_value(r["paper_value"], r["unit"]),
                "paper's inside": inside,
                "status per seed": ", ".join(r["statuses"]) or "—"}
-        if with_notebook:
-            row = {"notebook": f"{r['paper']}, {r['dataset']} ({r['profile']})", **row}
+        where = f"{r['paper']}, {r['dataset']} ({r['profile']})" if with_notebook else f"{r['dataset']} ({r['profile']})"
+        row = {"notebook": where, **row}
         out.append(row)
     return pd.DataFrame(out)
 
