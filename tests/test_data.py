@@ -82,3 +82,8 @@ def test_cifar10_lossless_is_read_when_present():
     assert test.y[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     mean = train.x.float().mean((0, 2, 3)) / 255
     assert torch.allclose(mean, torch.tensor([0.4914, 0.4822, 0.4465]), atol=1e-4)
+
+
+@needs_mnist
+def test_train_size_is_the_official_split():
+    assert len(D.splits("mnist").train) == D.dataset_info("mnist").train_size == 60_000

@@ -32,13 +32,14 @@ class DatasetInfo:
     mean: tuple
     std: tuple
     augment: bool  # random crop (pad 4) + horizontal flip during training
+    train_size: int  # images in the official training split
 
 
 DATASETS = {
-    "mnist": DatasetInfo("mnist", 1, 28, 10, (0.1307,), (0.3081,), False),
-    "fashion-mnist": DatasetInfo("fashion-mnist", 1, 28, 10, (0.2860,), (0.3530,), False),
-    "cifar10": DatasetInfo("cifar10", 3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), True),
-    "cifar100": DatasetInfo("cifar100", 3, 32, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
+    "mnist": DatasetInfo("mnist", 1, 28, 10, (0.1307,), (0.3081,), False, 60_000),
+    "fashion-mnist": DatasetInfo("fashion-mnist", 1, 28, 10, (0.2860,), (0.3530,), False, 60_000),
+    "cifar10": DatasetInfo("cifar10", 3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), True, 50_000),
+    "cifar100": DatasetInfo("cifar100", 3, 32, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True, 50_000),
 }
 
 _LAYOUT = {

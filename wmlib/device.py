@@ -28,28 +28,36 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _train_step_seconds(dtype: torch.dtype | None, steps: int = 3) -> float:
-    """Seconds per training step (batch 100, SGD) of the project's CIFAR CNN, the median of
-    ``steps`` after one warm-up step."""
+def train_step_seconds(dtype: torch.dtype | None, steps: int = 3, model: str = "cifar_cnn",
+                        dataset: str = "cifar10", device: torch.device | None = None, batch: int = 100) -> float:
+    """Seconds per training step (SGD, ``batch`` random images) of ``model`` on ``dataset``-shaped
+    input, laid out as training lays it out, the median of ``steps`` after one warm-up step."""
     from torch import nn
 
-    from .models import build_model
+    from .data import dataset_info
+    from .models import build_model, memory_format
+    info, dev = dataset_info(dataset), torch.device(device or "cpu")
     torch.manual_seed(0)
-    net = build_model("cifar_cnn", "cifar10").train().to(memory_format=torch.channels_last)
+    net = build_model(model, dataset).train()
+    fmt = memory_format(net)
+    net = net.to(dev, memory_format=fmt) if fmt else net.to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    x = torch.rand(100, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (100,))
+    x = torch.rand(batch, info.channels, info.size, info.size, device=dev)
+    x = x.contiguous(memory_format=fmt) if fmt else x
+    y = torch.randint(0, info.classes, (batch,), device=dev)
     times = []
     with torch.enable_grad():            # the first caller may be inside no_grad (e.g. predict)
         for _ in range(steps + 1):
             t0 = time.perf_counter()
-            ctx = (torch.autocast("cpu", dtype=dtype) if dtype is not None
+            ctx = (torch.autocast(dev.type, dtype=dtype) if dtype is not None
                    else contextlib.nullcontext())
             with ctx:
                 loss = nn.functional.cross_entropy(net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
     return sorted(times[1:])[len(times[1:]) // 2]
 
@@ -80,7 +88,7 @@ def precision(device_type: str | None = None) -> str:
     known = json.loads(path.read_text()) if path.exists() else {}
     tag = f"{capability}/torch {torch.__version__}"
     if tag not in known:
-        fp32, bf16 = _train_step_seconds(None), _train_step_seconds(torch.bfloat16)
+        fp32, bf16 = train_step_seconds(None), train_step_seconds(torch.bfloat16)
         known[tag] = {"precision": "bf16" if bf16 * 1.2 < fp32 else "fp32",
                       "seconds per step": {"fp32": fp32, "bf16": bf16}}
         atomic_write_json(known, path)

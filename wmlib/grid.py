@@ -88,21 +88,20 @@ class Outcome:
 
 
 # ----------------------------------------------------------------------------- the jobs of a run
+def _hook(name: str, paper: str, dataset: str, profile: str, seed: int) -> dict[str, TrainConfig]:
+    """``name`` → configurations from the paper's module (none when it has no such function)."""
+    fn = getattr(papers.get(paper).module, name, None)
+    return fn(papers.settings(paper, profile, dataset), dataset, seed) if fn else {}
+
+
 def trainings(paper: str, dataset: str, profile: str, seed: int) -> dict[str, TrainConfig]:
-    """The independent trainings a notebook asks for (``trainings`` in the paper's module;
-    none when it has no such function)."""
-    mod = papers.get(paper).module
-    if not hasattr(mod, "trainings"):
-        return {}
-    return mod.trainings(papers.settings(paper, profile, dataset), dataset, seed)
+    """The independent trainings a notebook asks for (``trainings`` in the paper's module)."""
+    return _hook("trainings", paper, dataset, profile, seed)
 
 
 def owner_trainings(paper: str, dataset: str, profile: str, seed: int) -> dict[str, TrainConfig]:
-    """The owner's own trainings the notebook runs itself (for the plan's estimate)."""
-    mod = papers.get(paper).module
-    if hasattr(mod, "owner_trainings"):
-        return mod.owner_trainings(papers.settings(paper, profile, dataset), dataset, seed)
-    return {}
+    """The owner's own trainings the notebook runs itself (``owner_trainings``; the plan's estimate)."""
+    return _hook("owner_trainings", paper, dataset, profile, seed)
 
 
 def training_jobs(selected: list[tuple[str, str]], profile: str, seeds) -> list[tuple[Job, TrainConfig]]:

@@ -232,3 +232,8 @@ def build_model(name: str, dataset: str, num_classes: int | None = None) -> Clas
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def memory_format(model: nn.Module) -> torch.memory_format | None:
+    """How training lays tensors out: channels-last for a convolutional network, else the default."""
+    return torch.channels_last if any(isinstance(m, nn.Conv2d) for m in model.modules()) else None

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from . import grid
-from .cache import cache_dir, memo
-from .device import autocast, default_device, precision
+from .cache import cache_dir, key_hash, memo
+from .data import dataset_info
+from .device import train_step_seconds, default_device, precision
 from .train import TrainConfig, is_trained
-
-TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
-
 
 def images(cfg: TrainConfig) -> int:
     """Training images a configuration sees: epochs × its training set."""
-    return cfg.epochs * (cfg.n_train or TRAIN_SIZES[cfg.dataset])
+    return cfg.epochs * (cfg.n_train or dataset_info(cfg.dataset).train_size)
 
 
 def _measured_in_cache(model: str, dataset: str) -> list[float]:
@@ -40,37 +37,20 @@ def _measured_in_cache(model: str, dataset: str) -> list[float]:
         except (KeyError, ValueError, OSError):
             continue
         if (cfg.get("model"), cfg.get("dataset")) != (model, dataset) or key.get("extra") or \
-                key.get("after_step") or key.get("init") or rec.get("seconds", 0) < 20:
+                key.get("after_step") or key.get("init") or rec.get("seconds", 0) < 20 or \
+                key_hash(key) != js.stem:           # trained in another precision
             continue
-        n = cfg["epochs"] * (cfg.get("n_train") or TRAIN_SIZES[dataset])
+        n = cfg["epochs"] * (cfg.get("n_train") or dataset_info(dataset).train_size)
         out.append(n / rec["seconds"])
     return out
 
 
 def _benchmark(model: str, dataset: str, steps: int = 4, batch: int = 100) -> float:
-    """Images per second of SGD steps of ``model`` on random ``dataset``-shaped batches here."""
-    from .data import dataset_info
-    from .models import build_model
-    info = dataset_info(dataset)
+    """Images per second of SGD steps of ``model`` on random ``dataset``-shaped batches here, in
+    this device's precision (:func:`wmlib.device.train_step_seconds`, as the precision choice times)."""
     dev = default_device()
-    torch.manual_seed(0)
-    net = build_model(model, dataset).train().to(dev)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    x = torch.rand(batch, info.channels, info.size, info.size, device=dev)
-    y = torch.randint(0, info.classes, (batch,), device=dev)
-    times = []
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
-        with autocast(dev):
-            loss = torch.nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        if i:                                  # the first step warms up
-            times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times)
+    dtype = torch.bfloat16 if precision(dev.type) == "bf16" else None
+    return batch / train_step_seconds(dtype, steps, model, dataset, dev, batch)
 
 
 def throughput(model: str, dataset: str) -> tuple[float, str]:

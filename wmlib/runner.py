@@ -17,6 +17,7 @@ The profile defaults to ``paper`` on a GPU and ``cpu`` otherwise (``PROFILE`` ov
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -97,21 +98,13 @@ def run_notebook(job: grid.Job, out_dir: Path = EXECUTED) -> dict:
             "wall_minutes": minutes, "compute_minutes": rec.get("compute_minutes"), "ran_on": rec.get("ran_on")}
 
 
-class _NotebookJob:
-    """A picklable ``fn(job)`` for the executor that remembers where notebooks go."""
-
-    def __init__(self, out_dir: Path):
-        self.out_dir = Path(out_dir)
-
-    def __call__(self, job: grid.Job) -> dict:
-        return run_notebook(job, self.out_dir)
-
-
-def page_seed(paper: str, dataset: str, profile: str, seeds, out_dir: Path) -> int:
-    """The seed whose notebook the page shows: the lowest that ran or will run at ``profile``."""
-    have = [r.get("seed", 0) for r in results.read_all(Path(out_dir) / "results")
-            if (r["paper"], r["dataset"], r["profile"]) == (paper, dataset, profile)] \
-        if (Path(out_dir) / "results").is_dir() else []
+def page_seed(paper: str, dataset: str, profile: str, seeds, out_dir: Path, records: list[dict] | None = None) -> int:
+    """The seed whose notebook the page shows: the lowest that ran (``records``, default: those
+    in ``out_dir/results``) or will run at ``profile``."""
+    if records is None:
+        folder = Path(out_dir) / "results"
+        records = results.read_all(folder) if folder.is_dir() else []
+    have = [r.get("seed", 0) for r in records if (r["paper"], r["dataset"], r["profile"]) == (paper, dataset, profile)]
     return min([*seeds, *have])
 
 
@@ -120,9 +113,11 @@ def grid_jobs(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir: Pa
     selected = pairs(papers_, datasets, profile if datasets else None)
     seeds = sorted({int(s) for s in seeds})
     train_jobs = grid.training_jobs(selected, profile, seeds)
+    folder = Path(out_dir) / "results"
+    records = results.read_all(folder) if folder.is_dir() else []      # read once for every pair
     nb_jobs = []
     for paper, dataset in selected:
-        first = page_seed(paper, dataset, profile, seeds, out_dir)
+        first = page_seed(paper, dataset, profile, seeds, out_dir, records)
         nb_jobs += [grid.Job("notebook", paper, dataset, profile, s, page=(s == first)) for s in seeds]
     return selected, train_jobs, nb_jobs
 
@@ -144,7 +139,7 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seed
           f"({len(train_jobs) - len(todo)} cached)", flush=True)
     outcomes = grid.execute(todo, grid.run_training, executor, log_dir=log_dir, parallel=parallel,
                             slurm=slurm, desc="trainings")
-    outcomes += grid.execute(nb_jobs, _NotebookJob(out_dir), executor, log_dir=log_dir, parallel=parallel,
+    outcomes += grid.execute(nb_jobs, functools.partial(run_notebook, out_dir=out_dir), executor, log_dir=log_dir, parallel=parallel,
                              slurm=slurm, desc="notebooks")
     timings_file = out_dir / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}

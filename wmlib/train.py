@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import data as D
 from .cache import load_or_create, memo
 from .device import autocast, default_device
-from .models import Classifier, build_model
+from .models import Classifier, build_model, memory_format
 
 SCHEDULES = ("step", "late-step", "step30", "onecycle", "constant")
 TRAINABLE = ("all", "head")
@@ -148,7 +148,7 @@ def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, moment
         raise ValueError(f"decay_epochs={decay_epochs!r} must be >= 0 or None")
     device = device or default_device()
     gen = seed_everything(seed)
-    fmt = torch.channels_last if any(isinstance(m, nn.Conv2d) for m in model.modules()) else None
+    fmt = memory_format(model)
     model.to(device, memory_format=fmt) if fmt else model.to(device)
     params = _set_trainable(model, trainable)
     opt = (torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay) if optimizer == "sgd"
