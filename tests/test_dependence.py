@@ -170,7 +170,7 @@ def test_crossover_study_layout(study):
     df = study[0.05]
     assert len(df) == 5 * len(RADII)
     assert list(df.columns) == ["rho", "rep", "dispersion", "radius_over_sigma", "cmr_ipcert", "cmr_ms",
-                                "mean_cmr_ipcert", "mean_cmr_ms", "gap"]
+                                "mean_cmr_ipcert", "mean_cmr_ms", "gap", "share_ipcert_ge_ms", "r1_ipcert", "r1_ms"]
     one = df.drop_duplicates(["rho", "rep"])
     assert one.gap.to_numpy() == pytest.approx((one.mean_cmr_ipcert - one.mean_cmr_ms).to_numpy())
     per = df.groupby("rho").cmr_ipcert.mean().to_numpy()
@@ -221,6 +221,92 @@ def test_crossover_is_in_radius_not_in_rho(study):
     assert (np.diff((at2.cmr_ipcert - at2.cmr_ms).to_numpy()) > 0).all()
 
 
+# ----------------------------------------------------------------------------- heterogeneous rates
+def test_points_that_never_match_and_the_heterogeneous_dispersion():
+    """A point of rate 1 (a trigger image the model never learnt) always fails; with per-point rates,
+    D compares with Σ q_i(1 − q_i)/n², so independent points give D ≈ 1 (chi² bounds), where the
+    one-rate binomial p̄(1 − p̄)/n overstates their variance and reads far below 1."""
+    n, m = 100, 4000
+    rates = np.r_[np.zeros(50), np.full(40, 0.05), np.full(9, 0.3), 1.0]
+    votes, y = W.synthetic_votes(n, m, rates, 0.0, seed=2)
+    assert wrong_counts(votes, y)[-1] == m and wrong_counts(votes, y)[0] == 0
+    d = W.dispersion(votes.draw_match, n, rates=rates)
+    lo, hi = stats.chi2.interval(0.999, m - 1)
+    assert lo / (m - 1) <= d <= hi / (m - 1), d
+    base = np.sum(rates * (1 - rates)) / n ** 2
+    pbar = 1 - votes.draw_match.mean()            # the one-rate version estimates it
+    assert W.dispersion(votes.draw_match, n) == pytest.approx(d * base / (pbar * (1 - pbar) / n), rel=1e-9)
+    assert W.dispersion(votes.draw_match, n) < 0.75
+    together, _ = W.synthetic_votes(n, m, rates, 1.0, seed=2)
+    assert W.dispersion(together.draw_match, n, rates=rates) > 10 * d
+
+
+def test_crossover_study_with_per_point_rates_has_the_summaries():
+    rates = np.r_[np.zeros(90), np.full(10, 0.2)]
+    df = W.crossover_study(100, 1000, rates, [0.0, 1.0], RADII, seed=1)
+    one = df.drop_duplicates(["rho", "rep"])
+    for _, r in one.iterrows():
+        x = df[df.rho == r.rho]
+        assert r.share_ipcert_ge_ms == pytest.approx(np.mean(x.cmr_ipcert >= x.cmr_ms - 1e-12))
+        for fw in ("ipcert", "ms"):
+            c = x[f"cmr_{fw}"].to_numpy()
+            r1 = r[f"r1_{fw}"]
+            if c[0] < 1:
+                assert r1 == 0.0
+            else:
+                assert (c[RADII <= r1 + 1e-9] == 1).all() and (r1 == RADII[-1] or c[RADII > r1 + 1e-9][0] < 1)
+    # ten points lose the vote at R ≈ σΦ⁻¹(0.8) = 0.84σ; below it IPCert certifies all 100 points
+    ip0 = df[df.rho == 0]
+    assert ip0[ip0.radius_over_sigma <= 0.7].cmr_ipcert.min() == 1.0
+    assert ip0[ip0.radius_over_sigma >= 1.0].cmr_ipcert.max() <= 0.9
+
+
+# ----------------------------------------------------------------------------- where the crossover is
+def test_probability_a_draw_breaks_a_point_matches_the_copula():
+    n = 100
+    for q, rho in ((0.01, 0.0), (0.01, 0.3), (0.003, 0.7)):
+        votes, _ = W.synthetic_votes(n, 40_000, q, rho, seed=11)
+        p = W.p_any_failure(q, rho, n)
+        seen = float((votes.draw_match < 1).mean())
+        assert seen == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) / 40_000)), (q, rho)
+    assert W.p_any_failure(0.01, 0.0, n) == pytest.approx(1 - 0.99 ** n, rel=1e-12)
+    assert W.p_any_failure(0.01, 1.0, n) == 0.01
+
+
+def test_the_papers_anchor_fixes_the_failure_rate():
+    """MS's CMR leaves 1 where P[MR < 1] = Φ(−R/σ): at ρ = 0, q = 1 − Φ(0.75)^(1/n) = 0.00257 for
+    R = 0.75σ, n = 100 (the paper's CIFAR-10 anchor); more dependence needs a larger q."""
+    q0 = W.anchored_failure_rate(100, 0.75, 0.0)
+    assert q0 == pytest.approx(1 - stats.norm.cdf(0.75) ** (1 / 100), rel=1e-9)
+    qs = [W.anchored_failure_rate(100, 0.75, r) for r in (0.0, 0.1, 0.3, 0.6, 0.9, 1.0)]
+    assert np.all(np.diff(qs) > 0) and qs[-1] == pytest.approx(stats.norm.sf(0.75))
+    for rho, q in ((0.0, qs[0]), (0.3, qs[2])):
+        assert W.p_any_failure(q, rho, 100) == pytest.approx(stats.norm.sf(0.75), rel=1e-6)
+        votes, _ = W.synthetic_votes(100, 20_000, q, rho, seed=3)
+        grid = np.linspace(0, 3.2, 65)
+        ms = np.asarray(C.median_certificate(votes.draw_match, 1.0, grid, 0.001))
+        assert W._largest_radius(grid, ms) == pytest.approx(0.75, abs=0.1), rho     # finite m, α: a little below
+
+
+def test_regime_study_no_crossover_in_area_but_majority_wins_the_papers_anchor():
+    """n = 100, m = 1000, α = 0.001, R/σ ∈ [0, 3.2], seed 0. Measured mean CMR gap IPCert − MS at
+    ρ = 0 / 0.4 / 1: q = 0.001: −0.052 / −0.043 / −0.031; q = 0.01: −0.149 / −0.108 / −0.015;
+    q = 0.1: −0.315 / −0.154 / −0.015. Largest R/σ with CMR = 1 at ρ = 0, IPCert against MS:
+    2.10 / 1.10, 1.75 / 0.00, 0.95 / 0.00. So MS certifies more area at every (q, ρ), while IPCert
+    keeps CMR = 1 further at every ρ < 1 (at ρ = 1 MS by one or two grid steps: α against α/|Y|)."""
+    grid = np.linspace(0, 3.2, 65)
+    df = W.regime_study(100, 1000, [0.001, 0.01, 0.1], [0.0, 0.4, 1.0], grid, seed=0)
+    assert list(df.columns) == ["failure", "rho", "rep", *W.SUMMARY] and len(df) == 9
+    assert (df.gap < 0).all()
+    for q, d in df.groupby("failure"):
+        assert d.gap.is_monotonic_increasing, q           # dependence narrows MS's lead
+        indep = d[d.rho == 0].iloc[0]
+        assert indep.r1_ipcert - indep.r1_ms >= 0.9, q
+        full = d[d.rho == 1].iloc[0]
+        assert -0.11 <= full.r1_ipcert - full.r1_ms <= 0, q
+    assert df[(df.failure == 0.1) & (df.rho == 0)].gap.iloc[0] == pytest.approx(-0.315, abs=0.03)
+
+
 # ----------------------------------------------------------------------------- bad inputs
 @pytest.mark.parametrize("call, name", [
     (lambda: W.synthetic_votes(0, 10, 0.1, 0.5), "n="),
@@ -245,6 +331,11 @@ def test_crossover_is_in_radius_not_in_rho(study):
     (lambda: W.crossover_study(10, 10, 0.1, [0.5], [-1.0]), "radii_over_sigma="),
     (lambda: W.crossover_study(10, 10, 0.1, [0.5], RADII, reps=0), "reps="),
     (lambda: W.crossover_study(10, 10, 0.1, [0.5], RADII, alpha=0), "alpha="),
+    (lambda: W.synthetic_votes(3, 10, [0.1, 1.2, 0.0], 0.5), "failure="),
+    (lambda: W.dispersion([0.5, 0.6], 2, p=0.5, rates=[0.1, 0.2]), "p or rates"),
+    (lambda: W.regime_study(10, 10, [0.1, 1.0], [0.5], RADII), "failure="),
+    (lambda: W.anchored_failure_rate(10, 0.0), "r_ms_over_sigma="),
+    (lambda: W.p_any_failure(0.1, 0.5, 0), "n="),
 ])
 def test_bad_inputs_raise_naming_the_parameter(call, name):
     with pytest.raises(ValueError, match=name):

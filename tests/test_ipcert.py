@@ -130,6 +130,23 @@ def test_ipguard_points_are_classified_j_with_margin_and_cached(model_cache, tar
     assert torch.equal(second.x, first.x) and second.source == first.source
 
 
+def test_ipguard_from_real_images_starts_there_with_i_the_prediction(model_cache, target):
+    """IPGuard's public reimplementations start from real images, i = the model's prediction on them."""
+    g = torch.Generator().manual_seed(3)
+    start = torch.rand(12, 1, 28, 28, generator=g)
+    fp = I.ipguard_fingerprints(target, "mnist", 12, steps=0, start=start, progress=False)
+    assert torch.equal(fp.x, start) and torch.equal(fp.i, T.predict(target, start)) and (fp.i != fp.j).all()
+    moved = I.ipguard_fingerprints(target, "mnist", 12, steps=80, lr=0.01, start=start, progress=False)
+    assert moved.loss.mean() < 0.2 * moved.initial_loss.mean() and (moved.y == moved.j).float().mean() >= 0.9
+    base = T.Trained(target, {"hash": "tiny-target-start"})
+    a = I.ipguard_fingerprints(base, "mnist", 12, steps=5, start=start, progress=False)
+    b = I.ipguard_fingerprints(base, "mnist", 12, steps=5, progress=False)
+    assert not torch.equal(a.x, b.x) and "start=images" in a.source and "start=uniform" in b.source
+    assert len(list((model_cache / "fingerprints").glob("*.pt"))) == 2       # one entry per start
+    with pytest.raises(ValueError, match="start must be"):
+        I.ipguard_fingerprints(target, "mnist", 5, start=start)
+
+
 def test_robust_selection_runs_and_lowers_the_robust_loss(target):
     plain = I.ipguard_fingerprints(target, "mnist", 20, steps=60, lr=0.01, progress=False)
     robust = I.ipguard_fingerprints(target, "mnist", 20, steps=60, lr=0.01, eta=10.0, sigma=0.05,

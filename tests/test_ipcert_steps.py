@@ -171,12 +171,16 @@ def test_soundness_rows_and_forms_table(model_cache, marked):
     votes = {"watermark": {sp: ipcert.smoothed_votes(marked, IP, sigma=0.1, m=200, space=sp)
                            for sp in ("folded", "parameters")}}
     df = S.soundness(P, {"watermark": (marked, IP)}, votes, TRAIN, VAL, seed=0)
-    assert len(df) == 2 + 4 * len(P.sound_radii)
+    assert len(df) == 2 + 6 * len(P.sound_radii)
     old = df[df.certificate == "parameter-only"]
     free = old[old.attack == "buffers, unbounded"]
     assert (free["ℓ2 (parameters)"] == 0.0).all() and list(free["R/σ"]) == [0.0, *P.sound_radii]
     assert free["CMR(R)"].iloc[0] == 1.0 and free.violated.iloc[0] and free["smoothed MR after"].iloc[0] <= 0.5
     assert not old[old.attack.str.startswith("adaptive")].violated.any()   # it holds for what it covers
+    paper_pgd = df[df.attack == "PGD (Alg. 1), ≤ R"]
+    assert len(paper_pgd) == 2 * len(P.sound_radii) and not paper_pgd.violated.any()
+    # parameters only: the same distance in both spaces
+    assert np.allclose(paper_pgd["ℓ2 (parameters)"], paper_pgd["ℓ2 (certified space)"], rtol=1e-4)
     sound = df[df.certificate == "whole file"]
     assert not sound.violated.any()
     assert sound[sound.attack == "buffers, unbounded"]["R/σ"].iloc[0] > 10       # far outside the ball
@@ -195,35 +199,71 @@ def test_soundness_rows_and_forms_table(model_cache, marked):
     assert forms["certified space"].str.contains("default").sum() == 1
 
 
-def test_our_models_placed_on_the_dependence_axis_and_the_crossover():
-    """Two IP sets with known dependence: independent points (ρ = 0) sit at D ≈ 1, points failing
-    together (ρ = 1) at D = n·m/(m − 1). With one failure rate for every point, MS's mean CMR over
-    R/σ ∈ [0, 3.2] beats IPCert's at ρ = 0 and the gap closes as ρ grows (a step at ρ = 1, where
-    the two differ only by IPCert's α/|Y| against MS's α): no crossover within ρ ∈ [0, 1]."""
+def test_our_models_placed_on_the_dependence_axis():
+    """Two IP sets with known per-point rates (60 robust points, 30 failing 5 % of the time, 10 failing
+    40 %) and known dependence (ρ = 0 and 0.6): each is placed near its own ρ on the study of synthetic
+    votes with its own rates, where the synthetic mean CMR gap matches the measured one."""
     from types import SimpleNamespace
 
-    import numpy as np
-
     from wmlib import dependence as dep
-    from wmlib.papers import ipcert2023 as steps
-    from wmlib.schemes import ipcert
-    n, m, q = 100, 400, 0.1
+    n, m = 100, 1000
+    rates = np.r_[np.zeros(60), np.full(30, 0.05), np.full(10, 0.4)]
     votes, ips, curves = {}, {}, {}
-    for kind, rho in (("independent", 0.0), ("together", 1.0)):
-        v, y = dep.synthetic_votes(n, m, q, rho, seed=1)
-        votes[kind], ips[kind] = v, SimpleNamespace(y=y)
-        curves[kind] = ipcert.cmr_curves(v, y, steps.GRID_OVER_SIGMA, 0.001)
-    place = steps.dependence_placement(votes, ips, curves)
-    assert place.loc["independent", "dispersion D"] == pytest.approx(1.0, abs=0.3)
-    assert place.loc["together", "dispersion D"] == pytest.approx(n * m / (m - 1), rel=1e-9)  # MR 0 or 1 per draw
-    assert place.loc["together", "ρ of the copula"] == 1.0 and place.loc["independent", "ρ of the copula"] < 0.01
-    assert place.loc["independent", "failure rate q"] == pytest.approx(q, abs=0.01)
-    assert place.loc["independent", "gap IPCert − MS"] < -0.1 < place.loc["together", "gap IPCert − MS"] <= 0
-    P = papers.settings("ipcert2023", "cpu", "mnist").replace(dependence_rhos=(0.0, 0.1, 0.4, 1.0), dependence_reps=1)
-    study = steps.dependence_study(P, place.loc[["independent"]], seed=0)
-    assert len(study) == 4 and study["dispersion"].is_monotonic_increasing
-    assert study["gap"].is_monotonic_increasing and (study["gap"] <= 0).all()
-    assert steps.crossover(study) == {"independent": None}
-    flipped = study.assign(gap=study["gap"] + 0.2)          # a gap that changes sign between ρ = 0.1 and 0.4
-    lo, hi = study["dispersion"].iloc[1], study["dispersion"].iloc[2]
-    assert lo < steps.crossover(flipped)["independent"] < hi
+    for kind, rho in (("independent", 0.0), ("together", 0.6)):
+        v, y = dep.synthetic_votes(n, m, rates, rho, seed=21)
+        votes[kind], ips[kind] = v, SimpleNamespace(y=torch.as_tensor(y))
+        curves[kind] = ipcert.cmr_curves(v, y, S.GRID_OVER_SIGMA, 0.001)
+    assert np.abs(S.point_failure_rates(votes["independent"], ips["independent"].y.numpy()) - rates).max() < 0.05
+    P = papers.settings("ipcert2023", "cpu", "mnist").replace(dependence_rhos=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                                                              dependence_reps=2)
+    study = S.dependence_study(P, votes, ips, seed=0)
+    assert len(study) == 2 * 6 * 2 and list(study.columns) == ["IP set", "rho", "rep", *dep.SUMMARY]
+    for kind, g in study.groupby("IP set"):
+        assert g.groupby("rho").dispersion.mean().is_monotonic_increasing, kind
+    place = S.dependence_placement(votes, ips, curves, study)
+    assert place.loc["independent", "ρ placed"] < 0.1 and place.loc["independent", "dispersion D"] == pytest.approx(1, abs=0.2)
+    assert place.loc["together", "ρ placed"] == pytest.approx(0.6, abs=0.15)
+    assert (place["points losing the vote"] == 0).all() and (place.n == n).all() and (place.m == m).all()
+    assert place["mean failure rate"].to_numpy() == pytest.approx([rates.mean()] * 2, abs=0.01)
+    for kind in place.index:
+        assert place.loc[kind, "mean CMR gap, synthetic at ρ"] == pytest.approx(
+            place.loc[kind, "mean CMR gap, measured"], abs=0.03), kind
+    # MS ahead in area, by less when points fail together
+    assert place.loc["independent", "mean CMR gap, measured"] < place.loc["together", "mean CMR gap, measured"] < 0
+
+
+def test_the_papers_regime_reproduces_its_ipcert_anchor():
+    """q fixed by MS leaving CMR = 1 at R = 0.75σ (the paper's CIFAR-10 anchor) at n = 100 and the
+    paper's m = 10,000: IPCert then keeps CMR = 1 beyond 1.25σ (the paper's other anchor) at every
+    ρ < 1, and MS's own radius lands near 0.75σ."""
+    P = papers.settings("ipcert2023", "cpu", "mnist").replace(dependence_rhos=(0.0, 0.3, 0.6, 1.0), dependence_reps=1)
+    df = S.paper_regime(P, 0.75, n=100, m=10_000, seed=0)
+    assert list(df.rho) == [0.0, 0.3, 0.6] and df.failure.is_monotonic_increasing
+    assert (df.r1_ipcert >= 1.25).all()
+    assert df.r1_ms.to_numpy() == pytest.approx([0.75] * 3, abs=0.15)
+    # the second anchor picks the ρ where IPCert's radius has fallen to it (interpolated), or none
+    r1 = df.groupby("rho").r1_ipcert.mean()
+    target = float(r1.iloc[1] + r1.iloc[2]) / 2
+    at = S.paper_placement(df, target)
+    assert 0.3 <= at["rho"] <= 0.6 and at["r1_ipcert"] == pytest.approx(target)
+    assert df.failure.min() <= at["failure"] <= df.failure.max() and "rep" not in at
+    assert S.paper_placement(df, 0.5) is None
+    reg = S.regime(P.replace(dependence_failures=(0.01, 0.1)), 100, 1000, seed=0)
+    assert len(reg) == 2 * 4 and (reg.gap <= 0).all()
+
+
+def test_fingerprint_transfer_and_compare_at(model_cache, marked, unmarked):
+    P = S.IPCertSettings(fp_n=10, fp_steps=20, fp_lr=0.05, fp_k_sweep=(1.0, 5.0), m=100, sigma_wm=0.05)
+    df = S.fingerprint_transfer(P, marked, [unmarked, marked], {"fine-tuning": marked}, "mnist", EVAL, seed=0)
+    assert list(df.start) == ["uniform", "uniform", "images", "images"] and list(df.k) == [1.0, 5.0, 1.0, 5.0]
+    assert (df["MR after fine-tuning"] == 1.0).all()                 # the target itself: MR 1 by construction
+    assert (df["non-stolen MR, max"] == 1.0).all()                   # the target is among the "non-stolen"
+    assert df["non-stolen MR, median"].between(0, 1).all() and df["points reaching loss 0"].between(0, 10).all()
+    with pytest.raises(ValueError, match="fp_starts="):
+        S.fingerprint_transfer(P.replace(fp_starts=("noise",)), marked, [unmarked], {}, "mnist", EVAL)
+    with pytest.raises(ValueError, match="fp_n=10"):
+        S.fingerprint_transfer(P, marked, [unmarked], {}, "mnist", EVAL.head(5))
+    row = S.compare_at(P, marked, IP, 0.05, S.Smoother(seed=0), EVAL)
+    assert row["MR (no smoothing)"] == 1.0 and 0 <= row["share of R with IPCert ≥ MS"] <= 1
+    assert row["mean CMR gap IPCert − MS"] == pytest.approx(row["mean CMR, IPCert"] - row["mean CMR, MS"])
+    assert row["largest R/σ with CMR = 1, IPCert"] <= row["largest R/σ with CMR ≥ 0.9, IPCert"]

@@ -12,8 +12,16 @@ This module makes the dependence a dial. :func:`synthetic_votes` draws per-draw 
 one-factor Gaussian copula (one shared factor Z_j per draw, correlation ρ between any two points'
 latent variables) with a fixed marginal failure rate per point; :func:`dispersion` measures the
 dependence on any votes (real or synthetic) as the variance of the per-draw MR over its binomial
-value; :func:`rho_for_dispersion` places a measured dispersion on the ρ axis;
-:func:`crossover_study` runs both certificates on the same votes across ρ.
+value (or over that of independent points with the same per-point rates); :func:`rho_for_dispersion`
+places a measured dispersion on the ρ axis; :func:`crossover_study` runs both certificates on the
+same votes across ρ, and :func:`regime_study` over a grid of failure rates too.
+:func:`anchored_failure_rate` turns a reported radius at which MS's CMR leaves 1 into the failure
+rate that produces it at each ρ (:func:`p_any_failure`), which places a paper that reports no votes.
+
+With m large, IPCert's CMR(R) is about the share of points whose own failure rate is below
+Φ(−R/σ), and MS's the Φ(−R/σ) quantile of the per-draw MR: IPCert gives each point full credit up
+to its own radius and none beyond, MS partial credit beyond it and a loss whenever draws break
+points apart. Which is larger depends on the rates and on the dependence (the IPCert page).
 
 Perfect dependence (ρ = 1, one failure rate q for all points) has a closed form
 (:func:`perfect_dependence_radii`): if K of the m draws fail, every point has m − K votes for its
@@ -29,7 +37,7 @@ import numbers
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import integrate, optimize, stats
 
 from . import certify as C
 
@@ -48,13 +56,15 @@ def _check_rho(rho) -> float:
 
 
 def _check_failure(failure, n: int) -> np.ndarray:
-    """``failure`` as an (n,) float array; a scalar or a length-n array, every entry in [0, 1)."""
+    """``failure`` as an (n,) float array: a number in [0, 1) for every point, or a length-n array
+    with entries in [0, 1] (a point of rate 1 never matches, like a trigger image a model never learnt)."""
     q = np.asarray(failure, dtype=float) if not isinstance(failure, (str, bytes)) else None
     if q is None or q.ndim > 1 or (q.ndim == 1 and len(q) != n):
-        raise ValueError(f"failure must be a number or an array of length n={n} with entries in [0, 1); "
+        raise ValueError(f"failure must be a number or an array of length n={n} with entries in [0, 1]; "
                          f"got {failure!r}")
-    if not np.all((q >= 0) & (q < 1)):          # also rejects NaN
-        raise ValueError(f"failure={failure!r} must lie in the half-open interval [0, 1)")
+    ok = (q >= 0) & (q < 1) if q.ndim == 0 else (q >= 0) & (q <= 1)      # also rejects NaN
+    if not np.all(ok):
+        raise ValueError(f"failure={failure!r} must lie in [0, 1) (one number) or [0, 1] (one per point)")
     return np.broadcast_to(q, (n,)).copy()
 
 
@@ -101,7 +111,7 @@ def synthetic_votes(n: int, m: int, failure, rho: float, classes: int = 10,
 
 
 # ----------------------------------------------------------------------------- dispersion
-def dispersion(draw_match, n: int, p: float | None = None) -> float:
+def dispersion(draw_match, n: int, p: float | None = None, rates=None) -> float:
     """Variance of the per-draw MR (the quantity MS smooths, Bansal et al. 2022) over its binomial value.
 
     D = s² / (p(1 − p)/n), where p(1 − p)/n is the variance of the mean of n *independent* points
@@ -109,13 +119,23 @@ def dispersion(draw_match, n: int, p: float | None = None) -> float:
     variance with ddof = 1 (needs ≥ 2 draws); with ``p`` given (a known rate), s² = mean((MR_j − p)²).
     Either way s² is unbiased for Var(MR), so E[D] ≈ 1 for independent points. If every draw has MR
     0 or 1 (points failing together) and p is estimated, D = n·m/(m − 1) exactly (n for m → ∞).
-    Heterogeneous per-point rates lower D below 1 at independence. Returns NaN when p is estimated
-    as 0 or 1 (every draw alike: 0/0).
+    Heterogeneous per-point rates lower D below 1 at independence; pass ``rates`` (the n per-point
+    failure rates q_i, e.g. from each point's votes) to compare with the variance of independent
+    points *with those rates* instead, Σ q_i(1 − q_i)/n², so that E[D] ≈ 1 at independence whatever
+    the rates. Returns NaN when that baseline is 0 (every draw alike: 0/0).
     """
     x = np.asarray(draw_match, dtype=float)
     if x.ndim != 1 or len(x) == 0 or not np.all((x >= 0) & (x <= 1)):
         raise ValueError("draw_match must be a non-empty 1-D array of per-draw matching rates in [0, 1]")
     n = _check_int("n", n, 1)
+    if rates is not None:
+        if p is not None:
+            raise ValueError("pass p or rates, not both")
+        q = _check_failure(rates, n)
+        if len(x) < 2:
+            raise ValueError("draw_match must hold at least 2 draws to estimate the variance")
+        base = float(np.sum(q * (1 - q))) / n ** 2
+        return float(x.var(ddof=1)) / base if base > 0 else float("nan")
     if p is None:
         if len(x) < 2:
             raise ValueError("draw_match must hold at least 2 draws to estimate the variance when p is None")
@@ -204,11 +224,14 @@ def crossover_study(n: int, m: int, failure, rhos, radii_over_sigma, alpha: floa
     MS: :func:`wmlib.certify.median_certificate` of ``draw_match``; both at level ``alpha``.
 
     Long form, one row per (rho, rep, radius): ``rho``, ``rep``, ``dispersion`` (of the votes'
-    draw_match, :func:`dispersion`), ``radius_over_sigma``, ``cmr_ipcert``, ``cmr_ms``, and the
+    draw_match, :func:`dispersion`; against the per-point rates' own binomial variance when
+    ``failure`` is an array), ``radius_over_sigma``, ``cmr_ipcert``, ``cmr_ms``, and the
     per-(rho, rep) summaries repeated on each of its rows: ``mean_cmr_ipcert``, ``mean_cmr_ms``
-    (plain means over the given radii: on an even grid, the area under the curve over its range)
-    and ``gap`` = mean_cmr_ipcert − mean_cmr_ms (> 0: majority voting wins). One row per
-    (rho, rep): ``df.drop_duplicates(["rho", "rep"])``.
+    (plain means over the given radii: on an even grid, the area under the curve over its range),
+    ``gap`` = mean_cmr_ipcert − mean_cmr_ms (> 0: majority voting wins), ``share_ipcert_ge_ms``
+    (the share of radii where IPCert's CMR is at least MS's) and ``r1_ipcert``, ``r1_ms`` (the
+    largest radius of the grid up to which each CMR stays 1, the paper's anchor; 0 when it starts
+    below 1). One row per (rho, rep): ``df.drop_duplicates(["rho", "rep"])``.
     """
     reps = _check_int("reps", reps, 1)
     seed = _check_int("seed", seed, 0)
@@ -222,16 +245,80 @@ def crossover_study(n: int, m: int, failure, rhos, radii_over_sigma, alpha: floa
     if radii.ndim != 1 or len(radii) == 0 or not np.all(np.isfinite(radii) & (radii >= 0)):
         raise ValueError(f"radii_over_sigma={radii_over_sigma!r} must be a non-empty 1-D sequence of "
                          "finite radii >= 0")
+    rates = _check_failure(failure, n) if np.ndim(failure) == 1 else None
     rows = []
     for rho in rhos:
         for rep in range(reps):
             votes, y = synthetic_votes(n, m, failure, float(rho), seed=seed + rep)
             ip = C.certified_matching_rate(C.majority_certificate(votes.counts, votes.sigma, alpha), y, radii)
             ms = C.median_certificate(votes.draw_match, votes.sigma, radii, alpha)
-            d = dispersion(votes.draw_match, n) if m >= 2 else float("nan")
-            mean_ip, mean_ms = float(np.mean(ip)), float(np.mean(ms))
+            d = dispersion(votes.draw_match, n, rates=rates) if m >= 2 else float("nan")
+            ip, ms = np.asarray(ip, dtype=float), np.asarray(ms, dtype=float)
+            summary = dict(mean_cmr_ipcert=float(ip.mean()), mean_cmr_ms=float(ms.mean()),
+                           gap=float(ip.mean() - ms.mean()), share_ipcert_ge_ms=float(np.mean(ip >= ms - 1e-12)),
+                           r1_ipcert=_largest_radius(radii, ip), r1_ms=_largest_radius(radii, ms))
             for R, a, b in zip(radii, ip, ms):
                 rows.append(dict(rho=float(rho), rep=rep, dispersion=d, radius_over_sigma=float(R),
-                                 cmr_ipcert=float(a), cmr_ms=float(b), mean_cmr_ipcert=mean_ip,
-                                 mean_cmr_ms=mean_ms, gap=mean_ip - mean_ms))
+                                 cmr_ipcert=float(a), cmr_ms=float(b), **summary))
     return pd.DataFrame(rows)
+
+
+def _largest_radius(radii: np.ndarray, curve: np.ndarray, level: float = 1.0) -> float:
+    """The largest radius of an increasing grid up to which ``curve`` stays ≥ ``level`` (0 if it starts below)."""
+    below = np.flatnonzero(curve < level - 1e-12)
+    if len(below) == 0:
+        return float(radii[-1])
+    return float(radii[below[0] - 1]) if below[0] > 0 else 0.0
+
+
+SUMMARY = ["dispersion", "mean_cmr_ipcert", "mean_cmr_ms", "gap", "share_ipcert_ge_ms", "r1_ipcert", "r1_ms"]
+
+
+def regime_study(n: int, m: int, failures, rhos, radii_over_sigma, alpha: float = 0.001, seed: int = 0,
+                 reps: int = 1) -> pd.DataFrame:
+    """:func:`crossover_study` over a grid of failure rates and ρ: where in (q, ρ) majority voting beats MS.
+
+    One failure rate q for all n points per grid row (``failures``: numbers in (0, 1)). One row per
+    (failure, rho, rep) with the columns of :data:`SUMMARY`; the same seeds for every q and ρ
+    (common random numbers)."""
+    qs = np.atleast_1d(np.asarray(failures, dtype=float))
+    if qs.ndim != 1 or len(qs) == 0:
+        raise ValueError(f"failures={failures!r} must be a non-empty 1-D sequence of numbers in (0, 1)")
+    out = []
+    for q in qs:
+        q = _check_scalar_failure(float(q))
+        df = crossover_study(n, m, q, rhos, radii_over_sigma, alpha=alpha, seed=seed, reps=reps)
+        out.append(df.drop_duplicates(["rho", "rep"]).assign(failure=q)[["failure", "rho", "rep", *SUMMARY]])
+    return pd.concat(out, ignore_index=True)
+
+
+def p_any_failure(failure: float, rho: float, n: int) -> float:
+    """P[a draw breaks at least one of the n points] under the copula of :func:`synthetic_votes` (one rate q).
+
+    1 − E_Z[Φ((t − √ρ·Z)/√(1 − ρ))ⁿ], t = Φ⁻¹(1 − q), by ``scipy.integrate.quad`` over Z ~ N(0, 1);
+    1 − (1 − q)ⁿ at ρ = 0 and q at ρ = 1."""
+    q, rho, n = _check_scalar_failure(failure), _check_rho(rho), _check_int("n", n, 1)
+    if rho == 0:
+        return float(-np.expm1(n * np.log1p(-q)))
+    if rho == 1:
+        return q
+    t, a, b = stats.norm.isf(q), np.sqrt(rho), np.sqrt(1 - rho)
+    ok, _ = integrate.quad(lambda z: stats.norm.pdf(z) * np.exp(n * stats.norm.logcdf((t - a * z) / b)),
+                           -12, 12, limit=200, points=[(t - 3 * b) / a, t / a, (t + 3 * b) / a])
+    return float(1 - ok)
+
+
+def anchored_failure_rate(n: int, r_ms_over_sigma: float, rho: float = 0.0) -> float:
+    """The failure rate q at which MS's CMR starts to fall below 1 at R = ``r_ms_over_sigma``·σ (m → ∞).
+
+    MS's bound at R is the Φ(−R/σ) quantile of the per-draw MR, so it drops below 1 beyond the R
+    where P[MR < 1] = P[a draw breaks a point] = Φ(−R/σ) (:func:`p_any_failure`; ``scipy.optimize.brentq``
+    in q). Places a paper that reports where MS degrades (Jiang et al. 2023: past R = 0.75σ on the
+    CIFAR-10 watermark, n = 100) on the (q, ρ) plane of :func:`regime_study`, one q per ρ."""
+    n, rho = _check_int("n", n, 1), _check_rho(rho)
+    if not (np.isscalar(r_ms_over_sigma) and isinstance(r_ms_over_sigma, numbers.Real) and r_ms_over_sigma > 0):
+        raise ValueError(f"r_ms_over_sigma={r_ms_over_sigma!r} must be a number > 0")
+    target = float(stats.norm.sf(r_ms_over_sigma))
+    if rho == 1:
+        return target
+    return float(optimize.brentq(lambda q: p_any_failure(q, rho, n) - target, 1e-12, target, xtol=1e-14))

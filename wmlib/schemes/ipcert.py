@@ -177,40 +177,51 @@ def robust_loss(model: nn.Module, x: torch.Tensor, j: torch.Tensor, *, sigma: fl
 
 def ipguard_fingerprints(model: Trained | Classifier, dataset: str, n: int = 100, *, k: float = 5.0,
                          steps: int = 500, lr: float = 0.01, eta: float = 0.0, sigma: float = 0.01,
-                         draws: int = 16, gamma: float = 8.0, seed: int = 0,
+                         draws: int = 16, gamma: float = 8.0, seed: int = 0, start: torch.Tensor | None = None,
                          device: torch.device | None = None, progress: bool = True) -> Fingerprints:
     """``n`` IP points by IPGuard (Eq. 1) or, with ``eta`` > 0, IPCert's robust selection (Eq. 7:
     L = L_IP + η(L_C + L_R) with ``draws`` noise draws of scale ``sigma``, γ = ``gamma``).
 
-    Each x starts uniform in [0, 1]^(C×H×W) with a random pair i ≠ j; x is optimised by Adam
-    (``lr``, ``steps``), clamped to [0, 1] after each step; fresh noise draws every step. The IP
-    label is the model's prediction on the final x. A :class:`Trained` model's points are cached
-    by its hash and every setting.
+    By default (IPCert §5.1) each x starts uniform in [0, 1]^(C×H×W) with a random pair i ≠ j.
+    ``start`` (n images in [0, 1]) starts from real images instead, as the public reimplementations
+    of IPGuard do: i is then the model's prediction on the image and j a random other label. x is
+    optimised by Adam (``lr``, ``steps``), clamped to [0, 1] after each step; fresh noise draws
+    every step. The IP label is the model's prediction on the final x. A :class:`Trained` model's
+    points are cached by its hash and every setting.
     """
     if eta < 0:
         raise ValueError(f"eta={eta} must be >= 0")
     if n < 1 or steps < 0:
         raise ValueError(f"n={n} must be >= 1 and steps={steps} >= 0")
+    info = D.dataset_info(dataset)
+    if start is not None and (tuple(start.shape) != (n, info.channels, info.size, info.size)
+                              or not bool(((start >= 0) & (start <= 1)).all())):
+        raise ValueError(f"start must be None or n={n} images of shape {(info.channels, info.size, info.size)} "
+                         f"with values in [0, 1]; got shape {tuple(start.shape)}")
     net = model.model if isinstance(model, Trained) else model
     if not isinstance(model, Trained):
-        return _ipguard(net, dataset, n, k, steps, lr, eta, sigma, draws, gamma, seed, device, progress)
+        return _ipguard(net, dataset, n, k, steps, lr, eta, sigma, draws, gamma, seed, start, device, progress)
     key = dict(kind="ipguard", model=model.hash, dataset=dataset, n=n, k=k, steps=steps, lr=lr, eta=eta,
                sigma=sigma, draws=draws, gamma=gamma, seed=seed)
+    if start is not None:
+        key["start"] = D.digest(start)
     path = cache_dir() / "fingerprints" / f"{key_hash(key)}.pt"
     if path.exists():
         return Fingerprints(**torch.load(path, weights_only=True))
-    fp = _ipguard(net, dataset, n, k, steps, lr, eta, sigma, draws, gamma, seed, device, progress)
+    fp = _ipguard(net, dataset, n, k, steps, lr, eta, sigma, draws, gamma, seed, start, device, progress)
     atomic_save(vars(fp), path)
     return fp
 
 
-def _ipguard(model, dataset, n, k, steps, lr, eta, sigma, draws, gamma, seed, device, progress) -> Fingerprints:
+def _ipguard(model, dataset, n, k, steps, lr, eta, sigma, draws, gamma, seed, start, device, progress) -> Fingerprints:
     device = device or default_device()
     info = D.dataset_info(dataset)
     classes = model.head.out_features
     g = torch.Generator().manual_seed(seed)
     x0 = torch.rand(n, info.channels, info.size, info.size, generator=g)
     i = torch.randint(0, classes, (n,), generator=g)
+    if start is not None:
+        x0, i = start.float().clone(), predict(model, start.float())
     j = (i + torch.randint(1, classes, (n,), generator=g)) % classes
     noise_gen = torch.Generator(device).manual_seed(seed)
     net = copy.deepcopy(model).eval().requires_grad_(False).to(device)
@@ -235,7 +246,8 @@ def _ipguard(model, dataset, n, k, steps, lr, eta, sigma, draws, gamma, seed, de
     with torch.no_grad():
         final = objective(x).cpu()
     x = x.detach().cpu()
-    source = f"ipguard (k={k}, steps={steps}, lr={lr}, eta={eta}, sigma={sigma}, seed={seed})"
+    source = (f"ipguard (k={k}, steps={steps}, lr={lr}, eta={eta}, sigma={sigma}, seed={seed}, "
+              f"start={'uniform' if start is None else 'images'})")
     return Fingerprints(x, predict(net, x), source, i=i, j=j, initial_loss=initial, loss=final)
 
 
