@@ -428,7 +428,7 @@ regime_table = report.tidy(pd.DataFrame({
     default_unit="CMR")
 regime_table.index = [f"{q:g}" for q in regime_table.index]
 regime_table.index.name = "one failure rate q"
-regime_table.columns.name = f"synthetic votes, n = {len(trigger)}, m = {P.m:,}, α = {P.alpha}"
+regime_table.columns.name = f"synthetic votes, n = {len(trigger)}, m = {P.m:,}, α = {P.alpha}; not in the paper"
 glue("dependence_regime", regime_table)
 best_gap = float(regime_df[regime_df.rho < 1].gap.max())
 print(placement.round(3).to_string())
@@ -532,7 +532,8 @@ adaptive_df = pd.concat([bounds["CMR(R)"].rename(("IPCert", "CMR(R)")),
                          adaptive_wide["median MR after"].rename(columns=lambda a: ("MS", f"median after {a}"))], axis=1)
 adaptive_df.columns = pd.MultiIndex.from_tuples(adaptive_df.columns)
 adaptive_table = report.tidy(adaptive_df, default_unit="MR")
-adaptive_table.columns.names = [f"profile {run_name}; whole-file certificate; m_check = {P.m_check} fresh draws", None]
+adaptive_table.columns.names = [f"profile {run_name}; whole-file certificate; m_check = {P.m_check} fresh draws; "
+                                "not in the paper (its PGD is never run against a smoothed model)", None]
 glue("adaptive_pgd", adaptive_table)
 attack_gain = {kind: float((d[d.attack == "Alg. 1 PGD ≤ R"].set_index("R/σ")["smoothed MR after"]
                             - d[d.attack == "adaptive PGD ≤ R"].set_index("R/σ")["smoothed MR after"]).mean())

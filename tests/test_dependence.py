@@ -5,6 +5,7 @@ from scipy import integrate, stats
 
 from wmlib import certify as C
 from wmlib import dependence as W
+from wmlib.schemes.ipcert import largest_radius
 
 RADII = np.linspace(0, 3, 31)      # 0 .. 3σ in steps of 0.1σ
 
@@ -285,7 +286,7 @@ def test_the_papers_anchor_fixes_the_failure_rate():
         votes, _ = W.synthetic_votes(100, 20_000, q, rho, seed=3)
         grid = np.linspace(0, 3.2, 65)
         ms = np.asarray(C.median_certificate(votes.draw_match, 1.0, grid, 0.001))
-        assert W._largest_radius(grid, ms) == pytest.approx(0.75, abs=0.1), rho     # finite m, α: a little below
+        assert largest_radius(grid, ms) == pytest.approx(0.75, abs=0.1), rho     # finite m, α: a little below
 
 
 def test_regime_study_no_crossover_in_area_but_majority_wins_the_papers_anchor():

@@ -40,6 +40,7 @@ import pandas as pd
 from scipy import integrate, optimize, stats
 
 from . import certify as C
+from .schemes.ipcert import largest_radius
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -256,19 +257,11 @@ def crossover_study(n: int, m: int, failure, rhos, radii_over_sigma, alpha: floa
             ip, ms = np.asarray(ip, dtype=float), np.asarray(ms, dtype=float)
             summary = dict(mean_cmr_ipcert=float(ip.mean()), mean_cmr_ms=float(ms.mean()),
                            gap=float(ip.mean() - ms.mean()), share_ipcert_ge_ms=float(np.mean(ip >= ms - 1e-12)),
-                           r1_ipcert=_largest_radius(radii, ip), r1_ms=_largest_radius(radii, ms))
+                           r1_ipcert=largest_radius(radii, ip), r1_ms=largest_radius(radii, ms))
             for R, a, b in zip(radii, ip, ms):
                 rows.append(dict(rho=float(rho), rep=rep, dispersion=d, radius_over_sigma=float(R),
                                  cmr_ipcert=float(a), cmr_ms=float(b), **summary))
     return pd.DataFrame(rows)
-
-
-def _largest_radius(radii: np.ndarray, curve: np.ndarray, level: float = 1.0) -> float:
-    """The largest radius of an increasing grid up to which ``curve`` stays ≥ ``level`` (0 if it starts below)."""
-    below = np.flatnonzero(curve < level - 1e-12)
-    if len(below) == 0:
-        return float(radii[-1])
-    return float(radii[below[0] - 1]) if below[0] > 0 else 0.0
 
 
 SUMMARY = ["dispersion", "mean_cmr_ipcert", "mean_cmr_ms", "gap", "share_ipcert_ge_ms", "r1_ipcert", "r1_ms"]
