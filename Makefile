@@ -9,6 +9,8 @@ ifneq ($(wildcard ../shared/data),)
 export WMLIB_DATA ?= $(abspath ../shared/data)
 endif
 MATHJAX := build/mathjax/mathjax/tex-chtml.js
+# every core (pytest-xdist; conftest.py keeps a notebook's cells and the smoke site on one worker)
+PYTEST_FLAGS ?= -n auto --dist loadscope --no-loadscope-reorder --durations=30
 
 .PHONY: setup notebooks book test smoke-book clean
 setup: $(BIN)/.installed $(MATHJAX)
@@ -35,7 +37,7 @@ book: notebooks
 
 test: setup
 	$(BIN)/python -m wmlib.runner smoke --out build/smoke
-	$(BIN)/python -m pytest tests build/smoke --nbval-lax --nbval-current-env
+	$(BIN)/python -m pytest tests build/smoke --nbval-lax --nbval-current-env $(PYTEST_FLAGS) $(PYTEST_EXTRA)
 
 clean:
 	rm -rf _build build/smoke build/executed

@@ -1,10 +1,73 @@
+"""Fixtures and helpers of the suite, and how ``make test`` shares the cores (pytest-xdist,
+``-n auto --dist loadscope``): what must run in one process is one unit of work, and the longest
+units are handed out first.
+
+The units: a notebook's cells (one kernel); the smoke site (``SITE_FILES``: one smoke grid, one
+book build); each paper-profile run alone (long and independent); otherwise a test module (its
+module fixtures train once). xdist's ``loadgroup`` marks cannot say this under pytest 9, which
+ignores the node ids xdist rewrites, so the scheduler splits node ids itself.
+"""
 import os
 from pathlib import Path
 
 import pytest
-import torch
 
-from wmlib import data as D
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # each worker gets its share of the cores, and so do the notebook kernels and jobs it starts
+    # (they inherit the environment): no worker's threads wait on another's
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+    os.environ.setdefault("MKL_NUM_THREADS", str(_share))
+
+import torch  # noqa: E402  (after the thread count is set)
+
+from wmlib import data as D  # noqa: E402
+
+SITE_FILES = ("test_book.py", "test_browser.py")
+"""The tests on the smoke site (the ``smoke_runs`` and ``site`` fixtures): one unit, one build."""
+
+
+def unit(nodeid: str) -> str:
+    """The unit of work ``nodeid`` belongs to."""
+    file = nodeid.partition("::")[0]
+    name = Path(file).name
+    if name in SITE_FILES:
+        return "site"
+    if name == "test_paper_profile.py" and "[" in nodeid:
+        return nodeid
+    return file
+
+
+def _rank(nodeid: str, order: list[str]) -> tuple:
+    """Sort key: the notebooks first (in the reverse of the site's order: the smoke models they
+    train are in the cache when the site's runs ask, and the two meet in the middle where they
+    overlap), then the site, the paper-profile runs, and the modules."""
+    u = unit(nodeid)
+    name = Path(u).name
+    if name.endswith(".ipynb"):
+        return (0, order.index(name) if name in order else len(order), u)
+    return ({"site": 1}.get(u, 2 if "test_paper_profile.py" in u else 3), 0, u)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from wmlib import papers
+    order = [f"{p}-{d}.ipynb" for p, d in reversed(papers.pairs())]
+    position = {id(it): i for i, it in enumerate(items)}
+    items.sort(key=lambda it: (_rank(it.nodeid, order), position[id(it)]))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit(nodeid)
+
+    return Units(config, log)
 
 
 def _has(path: str) -> bool:
@@ -21,8 +84,8 @@ needs_trigger = pytest.mark.skipif(not _has("adi-trigger"), reason="WMLIB_DATA w
 @pytest.fixture
 def model_cache(tmp_path, monkeypatch):
     """An empty cache for trained models; the decoded dataset tensors stay shared (they are slow)."""
-    from wmlib import cache
-    shared = cache.cache_dir()
+    from wmlib.files import cache_dir
+    shared = cache_dir()
     monkeypatch.setenv("WMLIB_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()
     if (shared / "tensors").exists():

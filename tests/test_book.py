@@ -1,9 +1,11 @@
-"""The book built from the smoke notebooks, strictly (warnings are errors): a broken page fails."""
+"""The smoke site: its grid through the engine, and the book built from its notebooks strictly
+(warnings are errors): a broken page fails."""
+import json
 import re
 
 import pytest
 
-from wmlib import papers, runner
+from wmlib import papers, results, runner
 from conftest import needs_cifar, needs_mnist, needs_trigger
 
 pytestmark = [needs_mnist, needs_cifar, needs_trigger]
@@ -134,3 +136,24 @@ def test_missing_notebook_fails_the_build(tmp_path):
     runner.stage(src, tmp_path / "executed")
     with pytest.raises(FileNotFoundError, match="executed notebooks missing"):
         runner.build_book(src)
+
+
+def test_the_grid_through_the_engine_gives_the_records_of_in_process(smoke_runs):
+    """A two-seed smoke grid through submitit's local executor (a process per job) against the same
+    notebooks run in this process: the same headline rows, every seed recorded with what it ran on."""
+    from conftest import GRID_PAIRS
+    local = {(r["paper"], r["dataset"], r["seed"]): r for r in results.read_all(smoke_runs["local"] / "results")}
+    assert sorted(local) == [(p, d, s) for p in sorted(GRID_PAIRS[0]) for d in GRID_PAIRS[1] for s in (0, 1)]
+    inproc = {(r["paper"], r["dataset"], r["seed"]): r for r in results.read_all(smoke_runs["inprocess"] / "results")}
+    for (paper, dataset, seed), rec in local.items():
+        assert rec["ran_on"]["device"] and rec["ran_on"]["precision"] in ("bf16", "fp32") and rec["ran_on"]["torch"]
+        assert 0 < rec["wall_minutes"] < 30                        # each record keeps what its run took
+        if seed == 0:
+            assert rec["rows"] == inproc[(paper, dataset, 0)]["rows"], paper
+    assert (smoke_runs["local"] / "adi2018-mnist.ipynb").exists()
+    assert (smoke_runs["local"] / "seeds" / "adi2018-mnist-seed1.ipynb").exists()
+    seed0 = {r["quantity"]: r["ours"] for r in local[("adi2018", "mnist", 0)]["rows"]}
+    seed1 = {r["quantity"]: r["ours"] for r in local[("adi2018", "mnist", 1)]["rows"]}
+    assert seed0.keys() == seed1.keys() and seed0 != seed1          # another seed, other numbers
+    timings = json.loads((smoke_runs["local"] / "timings.json").read_text())
+    assert {"adi2018-mnist", "adi2018-mnist-seed1"} <= set(timings)

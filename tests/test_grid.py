@@ -172,8 +172,8 @@ def test_a_seeds_notebook_and_record_do_not_replace_the_pages(tmp_path):
     assert runner.notebook_path("adi2018", "mnist", tmp_path, 3, page=False) == \
         tmp_path / "seeds" / "adi2018-mnist-seed3.ipynb"
     _record("adi2018", "mnist", 1, 10.0, tmp_path / "results")
-    assert runner.page_seed("adi2018", "mnist", "cpu", [2, 3], tmp_path) == 1
-    assert runner.page_seed("adi2018", "mnist", "cpu", [0, 2], tmp_path) == 0
+    assert grid.page_seed("adi2018", "mnist", "cpu", [2, 3], tmp_path) == 1
+    assert grid.page_seed("adi2018", "mnist", "cpu", [0, 2], tmp_path) == 0
     runner.write_summary(tmp_path)
     assert "one seed ran (1)" in (tmp_path / "spread" / "adi2018.md").read_text()
 
@@ -216,26 +216,6 @@ def test_the_pages_workflow_builds_with_the_readme_commands():
     assert any(u.startswith("actions/upload-pages-artifact") for u in uses)
     assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in deploy["steps"])
     assert deploy["needs"] == "build" and wf["permissions"]["pages"] == "write"
-
-
-def test_the_grid_through_the_engine_gives_the_records_of_in_process(smoke_runs):
-    """A two-seed smoke grid through submitit's local executor (a process per job) against the same
-    notebooks run in this process: the same headline rows, every seed recorded with what it ran on."""
-    from conftest import GRID_PAIRS
-    local = {(r["paper"], r["dataset"], r["seed"]): r for r in results.read_all(smoke_runs["local"] / "results")}
-    assert sorted(local) == [(p, d, s) for p in sorted(GRID_PAIRS[0]) for d in GRID_PAIRS[1] for s in (0, 1)]
-    inproc = {(r["paper"], r["dataset"], r["seed"]): r for r in results.read_all(smoke_runs["inprocess"] / "results")}
-    for (paper, dataset, seed), rec in local.items():
-        assert rec["ran_on"]["device"] and rec["ran_on"]["precision"] in ("bf16", "fp32") and rec["ran_on"]["torch"]
-        if seed == 0:
-            assert rec["rows"] == inproc[(paper, dataset, 0)]["rows"], paper
-    assert (smoke_runs["local"] / "adi2018-mnist.ipynb").exists()
-    assert (smoke_runs["local"] / "seeds" / "adi2018-mnist-seed1.ipynb").exists()
-    seed0 = {r["quantity"]: r["ours"] for r in local[("adi2018", "mnist", 0)]["rows"]}
-    seed1 = {r["quantity"]: r["ours"] for r in local[("adi2018", "mnist", 1)]["rows"]}
-    assert seed0.keys() == seed1.keys() and seed0 != seed1          # another seed, other numbers
-    timings = json.loads((smoke_runs["local"] / "timings.json").read_text())
-    assert {"adi2018-mnist", "adi2018-mnist-seed1"} <= set(timings)
 
 
 def test_a_training_job_through_the_local_executor_fills_the_shared_cache(model_cache, tmp_path):

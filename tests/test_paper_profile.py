@@ -1,6 +1,10 @@
 """The ``paper`` profile cannot rot unseen: every notebook runs at the paper profile's settings
 (ResNet-18 and all) shrunk by ``tiny()`` — the same models and every step, a few hundred images,
-one epoch, two noise draws — on the CPU, for every dataset of that profile whose data is here."""
+one epoch, two noise draws — on the CPU. Each paper runs once per distinct set of paper-profile
+models (MNIST and CIFAR-10 share Bansal et al.'s and IPCert's ResNet-18: one run reaches both; the
+datasets' own code paths run at ``smoke``); every dataset's tiny settings are built and checked."""
+import dataclasses
+
 import pytest
 
 from conftest import needs_cifar, needs_mnist, needs_trigger
@@ -17,7 +21,26 @@ def _present(dataset: str) -> bool:
         return False
 
 
-PAIRS = [(p, d) for p, d in papers.pairs(profile="paper")]
+def _models(paper: str, dataset: str) -> tuple:
+    """The architectures a paper-profile notebook trains (its ``model``/``models`` settings)."""
+    s = papers.settings(paper, "paper", dataset)
+    found = tuple(getattr(s, f.name) for f in dataclasses.fields(s) if f.name in ("model", "models"))
+    return found or (dataset,)            # no model setting: the dataset decides what it trains
+
+
+ALL_PAIRS = papers.pairs(profile="paper")
+PAIRS = list({(p, _models(p, d)): (p, d) for p, d in reversed(ALL_PAIRS)}.values())[::-1]
+"""One (paper, dataset) per paper and model set, the first dataset listed (MNIST before CIFAR)."""
+
+
+def test_tiny_runs_reach_every_paper_profile_model_and_every_tiny_setting_builds():
+    assert {(p, _models(p, d)) for p, d in PAIRS} == {(p, _models(p, d)) for p, d in ALL_PAIRS}
+    assert ("tartaglione2020", "cifar10") in PAIRS and ("bansal2022", "cifar10") not in PAIRS
+    for p, d in ALL_PAIRS:
+        full = papers.settings(p, "paper", d)
+        tiny = full.tiny()
+        assert type(tiny) is type(full) and _models(p, d) == (tuple(getattr(tiny, f) for f in ("model", "models")
+                                                                    if hasattr(tiny, f)) or (d,))
 
 
 @pytest.mark.parametrize("paper,dataset", PAIRS, ids=[f"{p}-{d}" for p, d in PAIRS])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import atomic_save, cache_dir
+from .files import atomic_save, cache_dir
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def precision(device_type: str | None = None) -> str:
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device_type != "cpu":
         return "fp32"
-    from .cache import atomic_write_json, cache_dir
+    from .files import atomic_write_json, cache_dir
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in ("AVX512", "AVX512_BF16", "AMX"):
         return "fp32"

@@ -19,13 +19,15 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from . import papers
+from . import papers, results
 from .train import TrainConfig
 
 EXECUTORS = ("inprocess", "local", "slurm")
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60
 """A local job is not cut short (a paper-profile notebook may take a day on one machine)."""
 KINDS = ("training", "notebook")
+EXECUTED = Path(__file__).resolve().parents[1] / "build" / "executed"
+"""Where ``runner run`` writes executed notebooks and results records by default."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,30 @@ def training_jobs(selected: list[tuple[str, str]], profile: str, seeds) -> list[
                     seen.add(h)
                     out.append((Job("training", paper, dataset, profile, seed, name), cfg))
     return out
+
+
+def page_seed(paper: str, dataset: str, profile: str, seeds, out_dir: Path, records: list[dict] | None = None) -> int:
+    """The seed whose notebook the page shows: the lowest that ran (``records``, default: those
+    in ``out_dir/results``) or will run at ``profile``."""
+    if records is None:
+        folder = Path(out_dir) / "results"
+        records = results.read_all(folder) if folder.is_dir() else []
+    have = [r.get("seed", 0) for r in records if (r["paper"], r["dataset"], r["profile"]) == (paper, dataset, profile)]
+    return min([*seeds, *have])
+
+
+def grid_jobs(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir: Path = EXECUTED):
+    """The jobs of a run: independent trainings (not yet cached) and one notebook per seed."""
+    selected = papers.pairs(papers_, datasets, profile if datasets else None)
+    seeds = sorted({int(s) for s in seeds})
+    train_jobs = training_jobs(selected, profile, seeds)
+    folder = Path(out_dir) / "results"
+    records = results.read_all(folder) if folder.is_dir() else []      # read once for every pair
+    nb_jobs = []
+    for paper, dataset in selected:
+        first = page_seed(paper, dataset, profile, seeds, out_dir, records)
+        nb_jobs += [Job("notebook", paper, dataset, profile, s, page=(s == first)) for s in seeds]
+    return selected, train_jobs, nb_jobs
 
 
 def run_training(job: Job) -> dict:
@@ -243,7 +269,7 @@ def _error_line(err: Exception) -> str:
 def report_failures(outcomes: list[Outcome], path: Path) -> list[Outcome]:
     """Write the failed jobs (label, log, rerun command) to ``path`` (JSON); return them."""
     failed = [o for o in outcomes if not o.ok]
-    from .cache import atomic_write_json
+    from .files import atomic_write_json
     atomic_write_json([{"job": asdict(o.job), "log": o.log, "error": o.error, "rerun": o.job.rerun()}
                        for o in failed], Path(path))
     return failed

@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 
 from . import grid
-from .cache import cache_dir, key_hash, memo
+from .cache import key_hash, memo
+from .files import cache_dir
 from .data import dataset_info
 from .device import train_step_seconds, default_device, precision
 from .train import TrainConfig, is_trained
@@ -67,9 +68,8 @@ def throughput(model: str, dataset: str) -> tuple[float, str]:
 def plan(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir=None) -> pd.DataFrame:
     """One row per job of ``runner run`` with these arguments: what it trains, whether that is
     cached, and the minutes its counted trainings take here."""
-    from . import runner
-    selected, train_jobs, nb_jobs = runner.grid_jobs(profile, papers_, datasets, seeds,
-                                                     out_dir or runner.EXECUTED)
+    out_dir = Path(out_dir or grid.EXECUTED)
+    selected, train_jobs, nb_jobs = grid.grid_jobs(profile, papers_, datasets, seeds, out_dir)
     speeds: dict[tuple[str, str], tuple[float, str]] = {}
 
     def minutes(cfgs: list[TrainConfig]) -> float:
@@ -89,7 +89,7 @@ def plan(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir=None) ->
     for job in nb_jobs:
         own = list(grid.owner_trainings(job.paper, job.dataset, job.profile, job.seed).values())
         from .results import results_path     # done: this profile and seed has its record
-        done = results_path(job.paper, job.dataset, job.profile, Path(out_dir or runner.EXECUTED) / "results", job.seed)
+        done = results_path(job.paper, job.dataset, job.profile, out_dir / "results", job.seed)
         rows.append({"job": job.label, "kind": "notebook", "cached": done.exists(), "models": len(own),
                      "images (M)": sum(map(images, own)) / 1e6, "minutes": minutes(own)})
     df = pd.DataFrame(rows)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import claims
-from .cache import atomic_write_json
+from .files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from . import data as D
 from . import grid, papers, report, results, seeds as seeds_mod, settings
-from .cache import atomic_write_json
+from .files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-EXECUTED = ROOT / "build" / "executed"
+EXECUTED = grid.EXECUTED
 BOOK_FILES = ("_config.yml", "_toc.yml", "book", "references.bib")
 
 
@@ -93,33 +93,11 @@ def run_notebook(job: grid.Job, out_dir: Path = EXECUTED) -> dict:
     t0 = time.time()
     execute(job.paper, job.dataset, job.profile, out_dir, seed=job.seed, page=job.page, progress=False)
     minutes = (time.time() - t0) / 60
-    rec = results.read(results.results_path(job.paper, job.dataset, job.profile, Path(out_dir) / "results", job.seed))
+    path = results.results_path(job.paper, job.dataset, job.profile, Path(out_dir) / "results", job.seed)
+    rec = dict(results.read(path), wall_minutes=minutes)      # the record keeps what its run took
+    atomic_write_json(rec, path)
     return {"paper": job.paper, "dataset": job.dataset, "profile": job.profile, "seed": job.seed,
             "wall_minutes": minutes, "compute_minutes": rec.get("compute_minutes"), "ran_on": rec.get("ran_on")}
-
-
-def page_seed(paper: str, dataset: str, profile: str, seeds, out_dir: Path, records: list[dict] | None = None) -> int:
-    """The seed whose notebook the page shows: the lowest that ran (``records``, default: those
-    in ``out_dir/results``) or will run at ``profile``."""
-    if records is None:
-        folder = Path(out_dir) / "results"
-        records = results.read_all(folder) if folder.is_dir() else []
-    have = [r.get("seed", 0) for r in records if (r["paper"], r["dataset"], r["profile"]) == (paper, dataset, profile)]
-    return min([*seeds, *have])
-
-
-def grid_jobs(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir: Path = EXECUTED):
-    """The jobs of a run: independent trainings (not yet cached) and one notebook per seed."""
-    selected = pairs(papers_, datasets, profile if datasets else None)
-    seeds = sorted({int(s) for s in seeds})
-    train_jobs = grid.training_jobs(selected, profile, seeds)
-    folder = Path(out_dir) / "results"
-    records = results.read_all(folder) if folder.is_dir() else []      # read once for every pair
-    nb_jobs = []
-    for paper, dataset in selected:
-        first = page_seed(paper, dataset, profile, seeds, out_dir, records)
-        nb_jobs += [grid.Job("notebook", paper, dataset, profile, s, page=(s == first)) for s in seeds]
-    return selected, train_jobs, nb_jobs
 
 
 def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seeds=(0,),
@@ -128,7 +106,7 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seed
     independent trainings first; record the minutes each took. A failed job is reported with its
     log and the command that reruns it alone; what the others produced is kept."""
     out_dir = Path(out_dir)
-    selected, train_jobs, nb_jobs = grid_jobs(profile, papers, datasets, seeds, out_dir)
+    selected, train_jobs, nb_jobs = grid.grid_jobs(profile, papers, datasets, seeds, out_dir)
     for dataset in sorted({d for _, d in selected}):
         D.require(dataset)          # a dataset that is not here stops the run before it starts
     from .train import is_trained

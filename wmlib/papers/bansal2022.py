@@ -184,6 +184,7 @@ _S = BansalSettings
 SETTINGS: dict[str, dict[str, BansalSettings]] = {
     "smoke": {ds: _S(n_train=500, n_attack=200, n_test=500, epochs=2, levels=2, draws=2, every=2,
                      sigma=0.25, sigma_study=(0.25, 0.5), m=40, m_study=20, wb_draws=10, adv_iters=3,
+                     adv_radii=ADVERSARY_RADII[::4],
                      adv_val_batch=20, adaptive_draws=1, adaptive_iters=2, m_check=10, sound_radii=(1.0,),
                      targets=SMOKE_TARGETS)
               for ds in ("mnist", "cifar10")},

@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from .. import certspace
 from .. import data as D
-from ..cache import atomic_save, cache_dir, key_hash, memo
+from ..cache import key_hash, memo
+from ..files import atomic_save, cache_dir
 from ..certify import (
     Votes,
     backward_under_noise,
