@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/data),)
 export WMLIB_DATA ?= $(abspath ../shared/data)
 endif
 MATHJAX := build/mathjax/mathjax/tex-chtml.js
-# every core (pytest-xdist; conftest.py keeps a notebook's cells and the smoke site on one worker)
+# every core (pytest-xdist; tests/conftest.py keeps a notebook's cells and the smoke site on one worker)
 PYTEST_FLAGS ?= -n auto --dist loadscope --no-loadscope-reorder --durations=30
 
 .PHONY: setup notebooks book test smoke-book clean
