@@ -20,6 +20,7 @@ from .cache import key_hash, memo
 from .files import cache_dir
 from .data import dataset_info
 from .device import train_step_seconds, default_device, precision
+from .results import results_path
 from .train import TrainConfig, is_trained
 
 def images(cfg: TrainConfig) -> int:
@@ -88,8 +89,7 @@ def plan(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir=None) ->
                      "images (M)": images(cfg) / 1e6, "minutes": 0.0 if cached is True else minutes([cfg])})
     for job in nb_jobs:
         own = list(grid.owner_trainings(job.paper, job.dataset, job.profile, job.seed).values())
-        from .results import results_path     # done: this profile and seed has its record
-        done = results_path(job.paper, job.dataset, job.profile, out_dir / "results", job.seed)
+        done = results_path(job.paper, job.dataset, job.profile, out_dir / "results", job.seed)   # has its record
         rows.append({"job": job.label, "kind": "notebook", "cached": done.exists(), "models": len(own),
                      "images (M)": sum(map(images, own)) / 1e6, "minutes": minutes(own)})
     df = pd.DataFrame(rows)
