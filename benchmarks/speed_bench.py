@@ -12,8 +12,8 @@ browser) the seconds its tests took, then the wall time against the budget as a 
 parts' seconds add up to more than the wall time: both cores work.
 
 ``book`` reads ``timings.json`` of an executed book (``runner run`` writes it) and prints each
-notebook's first run against 25 minutes and its last run (from the cache) beside, with the plan's
-estimate where ``plan.json`` holds one; then the totals against 2 hours and 2 minutes.
+notebook's first run against 25 minutes and its last run (from the cache) beside; then the
+totals against 2 hours and 2 minutes.
 """
 from __future__ import annotations
 
@@ -72,16 +72,13 @@ def book(args) -> None:
     if not src.exists():
         sys.exit(f"no {src}: run `python -m wmlib.runner run --profile cpu` first")
     rows = [r for r in json.loads(src.read_text()).values() if r.get("seed", 0) == 0]
-    plan = json.loads((folder / "plan.json").read_text()) if (folder / "plan.json").exists() else {}
-    print(f"{'notebook':28s} {'first (min)':>11s} {'/25':>5s} {'plan (min)':>10s} {'rebuild (min)':>13s}")
+    print(f"{'notebook':28s} {'first (min)':>11s} {'/25':>5s} {'rebuild (min)':>13s}")
     first_total = last_total = 0.0
     for r in sorted(rows, key=lambda r: (r["paper"], r["dataset"])):
         name = f"{r['paper']}-{r['dataset']}"
         first, last = r.get("first_run_minutes") or 0.0, r.get("wall_minutes") or 0.0
         first_total, last_total = first_total + first, last_total + last
-        est = plan.get(name)
-        print(f"{name:28s} {first:11.1f} {first / NOTEBOOK_BUDGET_MIN:5.2f} "
-              f"{'—' if est is None else f'{est:.1f}':>10s} {last:13.1f}")
+        print(f"{name:28s} {first:11.1f} {first / NOTEBOOK_BUDGET_MIN:5.2f} {last:13.1f}")
     print(f"first book {first_total:.1f} min, budget {BOOK_BUDGET_MIN:.0f}: ratio {first_total / BOOK_BUDGET_MIN:.2f}; "
           f"rebuild {last_total:.1f} min, budget {REBUILD_BUDGET_MIN:.0f}: ratio {last_total / REBUILD_BUDGET_MIN:.2f}")
 
