@@ -80,8 +80,8 @@ P.table()
 # converted to one channel and **resized** whole to 28×28 (see "Why these settings" on the page).
 
 # %%
-trigger = (adi.authors_trigger(dataset, P.trigger_preprocess) if trigger_source == "authors"
-           else adi.procedural_trigger(dataset, seed=seed))
+trigger = (adi.authors_trigger(dataset, P.trigger_preprocess, n=P.n_trigger) if trigger_source == "authors"
+           else adi.procedural_trigger(dataset, n=P.n_trigger or 100, seed=seed))
 fig, axes = plt.subplots(2, 8, figsize=(10, 3))
 for ax, img, lab in zip(axes.flat, trigger.x, trigger.y):
     ax.imshow(img.permute(1, 2, 0).squeeze(), cmap="gray" if info.channels == 1 else None)

@@ -93,7 +93,7 @@ owner = split.train
 post_data = ipcert.attacker_data(dataset, len(owner), P.n_post)
 val = split.test.head(P.n_val)
 evalset = split.test.subset(torch.arange(P.n_val, len(split.test)))
-trigger = adi.authors_trigger(dataset, P.trigger_preprocess)
+trigger = adi.authors_trigger(dataset, P.trigger_preprocess, n=P.n_trigger)
 cfg = P.train_config(dataset, seed)
 
 source = data.source(dataset)

@@ -6,8 +6,16 @@ The units: a notebook's cells (one kernel); the smoke site (``SITE_FILES``: one 
 book build); each paper-profile run alone (long and independent); otherwise a test module (its
 module fixtures train once). xdist's ``loadgroup`` marks cannot say this under pytest 9, which
 ignores the node ids xdist rewrites, so the scheduler splits node ids itself.
+
+Each smoke notebook runs once: nbval executes its cells, and what they printed and drew is kept
+(:func:`pytest_runtest_makereport`) as an executed notebook with its results record; the smoke site
+is built from those (it waits for the notebooks that other workers run) and executes a notebook
+itself only when nbval does not run it in this session (``pytest tests`` alone).
 """
+import copy
 import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -39,35 +47,137 @@ def unit(nodeid: str) -> str:
 
 
 def _rank(nodeid: str, order: list[str]) -> tuple:
-    """Sort key: the notebooks first (in the reverse of the site's order: the smoke models they
-    train are in the cache when the site's runs ask, and the two meet in the middle where they
-    overlap), then the site, the paper-profile runs, and the modules."""
+    """Sort key: the notebooks first (in the reverse of the book's order, the longer ones first),
+    then the paper-profile runs, the site (built from the notebooks nbval ran: they are done by
+    then, or nearly), and the modules."""
     u = unit(nodeid)
     name = Path(u).name
     if name.endswith(".ipynb"):
         return (0, order.index(name) if name in order else len(order), u)
-    return ({"site": 1}.get(u, 2 if "test_paper_profile.py" in u else 3), 0, u)
+    return ({"site": 2}.get(u, 1 if "test_paper_profile.py" in u else 3), 0, u)
 
 
 def pytest_collection_modifyitems(config, items):
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return
     from wmlib import papers
     order = [f"{p}-{d}.ipynb" for p, d in reversed(papers.pairs())]
     position = {id(it): i for i, it in enumerate(items)}
     items.sort(key=lambda it: (_rank(it.nodeid, order), position[id(it)]))
 
 
-def pytest_xdist_make_scheduler(config, log):
-    if config.getvalue("dist") != "loadscope":
+# ----------------------------------------------------------------------------- nbval's executions, kept
+_CELLS: dict[str, dict] = {}
+"""Per notebook run by nbval in this process: each cell's outputs, and whether a cell failed."""
+
+
+def _is_cell(item) -> bool:
+    return type(item).__name__ == "IPyNbCell"
+
+
+def nbval_folder(config) -> Path:
+    """Where this session's nbval runs leave their executed notebooks (shared by the workers)."""
+    base = config._tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "nbval-executed"
+
+
+class NbvalKeeper:
+    """Keeps what nbval's cells print and draw (a plugin, not a conftest hook: the notebooks lie
+    outside ``tests/``, where this conftest's per-test hooks do not reach)."""
+
+    @staticmethod
+    def pytest_collection_finish(session):
+        """The notebooks nbval runs whole in this session (every code cell selected)."""
+        cells: dict[str, list] = {}
+        for item in session.items:
+            if _is_cell(item):
+                cells.setdefault(Path(str(item.parent.fspath)).name, []).append(item)
+        whole = {}
+        for name, its in cells.items():
+            nb = its[0].parent
+            if len(its) == sum(c.cell_type == "code" for c in nb.nb.cells):
+                whole[name] = max(its, key=lambda i: i.cell_num).nodeid
+        session.config._wmbook_nbval = whole
+
+    @staticmethod
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(item, call):
+        report = (yield).get_result()
+        if not _is_cell(item):
+            return
+        name = Path(str(item.parent.fspath)).name
+        state = _CELLS.setdefault(name, {"outputs": {}, "failed": False})
+        state["failed"] |= report.failed
+        if call.when == "call":
+            state["outputs"][item.cell_num] = list(item.test_outputs or [])
+        if call.when == "teardown" and getattr(item.config, "_wmbook_nbval", {}).get(name) == item.nodeid:
+            _keep_executed(item.parent, state, nbval_folder(item.config))
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(NbvalKeeper(), "wmbook-nbval-keeper")
+    if config.pluginmanager.hasplugin("xdist"):     # (a hook xdist defines: unknown without it, -p no:xdist)
+        config.pluginmanager.register(UnitScheduler(), "wmbook-units")
+
+
+def _keep_executed(nbfile, state: dict, folder: Path) -> None:
+    """The notebook as nbval ran it (outputs in place) and its results record, into ``folder``; a
+    ``.failed`` marker instead when a cell failed."""
+    import nbformat
+
+    from wmlib import results
+    src = Path(str(nbfile.fspath))
+    folder.mkdir(parents=True, exist_ok=True)
+    if state["failed"]:
+        (folder / f"{src.name}.failed").touch()
+        return
+    nb = copy.deepcopy(nbfile.nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for n, cell in enumerate(code):
+        cell.outputs = state["outputs"].get(n, [])
+        cell.execution_count = n + 1
+        for out in cell.outputs:
+            if out.output_type == "execute_result":
+                out.execution_count = n + 1
+    paper, dataset = src.stem.split("-", 1)
+    record = results.results_path(paper, dataset, "smoke", src.parent / "results", 0)
+    (folder / "results").mkdir(exist_ok=True)
+    shutil.copy2(record, folder / "results" / record.name)
+    tmp = folder / f".{src.name}.part"
+    nbformat.write(nb, tmp)
+    os.replace(tmp, folder / src.name)
+
+
+def nbval_executed(config, names: list[str], timeout: float = 3600) -> Path | None:
+    """The folder of nbval's executed ``names`` once every one of them is there (other workers may
+    still be running some), or None when nbval does not run them all in this session."""
+    if not set(names) <= set(getattr(config, "_wmbook_nbval", {})):
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    folder = nbval_folder(config)
+    deadline = time.time() + timeout
+    while True:
+        failed = [n for n in names if (folder / f"{n}.failed").exists()]
+        if failed:
+            pytest.fail(f"the smoke site needs notebooks that failed under nbval: {failed}")
+        if all((folder / n).exists() for n in names):
+            return folder
+        if time.time() > deadline:
+            pytest.fail(f"nbval did not finish {[n for n in names if not (folder / n).exists()]} in {timeout:.0f} s")
+        time.sleep(2)
 
-    class Units(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return unit(nodeid)
 
-    return Units(config, log)
+class UnitScheduler:
+    """xdist's load-scope scheduling over our units (:func:`unit`)."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config, log):
+        if config.getvalue("dist") != "loadscope":
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        class Units(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return unit(nodeid)
+
+        return Units(config, log)
 
 
 def _has(path: str) -> bool:
@@ -105,15 +215,19 @@ GRID_PAIRS = (["adi2018"], ["mnist"])
 
 
 @pytest.fixture(scope="session")
-def smoke_runs(tmp_path_factory) -> dict[str, Path]:
-    """Smoke runs: every notebook in this process (seed 0), and a two-seed grid of
-    :data:`GRID_PAIRS` through the local executor (a process per job), in folders of their own."""
-    import shutil
-
+def smoke_runs(request, tmp_path_factory) -> dict[str, Path]:
+    """Smoke runs: every notebook once at seed 0 (nbval's runs of this session, or in this process
+    when nbval does not run them), and a two-seed grid of :data:`GRID_PAIRS` through the local
+    executor (a process per job), in folders of their own."""
     from wmlib import runner
     root = tmp_path_factory.mktemp("runs")
-    outcomes = runner.run("smoke", root / "inprocess", seeds=(0,))
-    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+    names = [f"{p}-{d}.ipynb" for p, d in runner.pairs()]
+    kept = nbval_executed(request.config, names)
+    if kept is not None:
+        shutil.copytree(kept, root / "inprocess")
+    else:
+        outcomes = runner.run("smoke", root / "inprocess", seeds=(0,))
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
     outcomes = runner.run("smoke", root / "local", *GRID_PAIRS, seeds=(0, 1), executor="local")
     assert all(o.ok for o in outcomes), [(o.job.label, o.error, o.log) for o in outcomes if not o.ok]
     executed = root / "executed"          # the site: every page, and seed 1 of the grid's notebooks

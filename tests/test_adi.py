@@ -25,6 +25,10 @@ def test_authors_trigger_pairing_and_shapes():
     assert m.x.shape == (100, 1, 28, 28) and m.y.tolist() == labels
     r = adi.authors_trigger("cifar10", preprocess="resize")
     assert r.x.shape == t.x.shape and not torch.equal(r.x, t.x)
+    few = adi.authors_trigger("cifar10", n=20)          # the first 20, pairs kept
+    assert torch.equal(few.x, t.x[:20]) and few.y.tolist() == labels[:20]
+    with pytest.raises(ValueError, match="n=0"):
+        adi.authors_trigger("cifar10", n=0)
 
 
 def test_missing_trigger_set_names_the_variable(tmp_path):

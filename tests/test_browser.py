@@ -1,7 +1,9 @@
 """The site as a reader meets it: every page opened in headless Chromium.
 
 Fails if an image is broken, an output shows a Python traceback, the summary table is empty, or
-a page asks for anything that is not on this machine. Screenshots go to ``build/screenshots/``.
+a page asks for anything that is not on this machine. Screenshots go to ``build/screenshots/``
+(the first screen of each page; the whole page with ``WMBOOK_FULL_SCREENSHOTS=1``: slow on the
+long pages).
 Needs Debian's ``chromium`` (installed by ``.ci/run``); skipped without it, except under CI.
 """
 import os
@@ -66,7 +68,7 @@ def visit(browser, page_file: Path, screenshot: Path | None = None) -> dict:
                "document.querySelectorAll('#results-at-a-glance table tbody tr').length")}
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshot), full_page=True)
+        page.screenshot(path=str(screenshot), full_page=os.environ.get("WMBOOK_FULL_SCREENSHOTS") == "1")
     page.close()
     return out
 

@@ -63,6 +63,7 @@ def test_smoke_notebooks_are_parametrised_not_executed(tmp_path):
     nb = nbformat.read(paths[0], as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and 'profile = "smoke"' in injected[0].source
+    assert f'results_dir = "{(tmp_path / "results").resolve()}"' in injected[0].source   # nbval's records
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 

@@ -117,3 +117,15 @@ def test_adam_and_weight_decay_for_the_first_epochs_only():
     for bad, name in (({"optimizer": "lbfgs"}, "optimizer="), ({"decay_epochs": -1}, "decay_epochs=")):
         with pytest.raises(ValueError, match=name):
             _zero_grad_fit(**bad)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8])
+def test_onecycle_runs_for_any_number_of_steps(n):
+    """torch's OneCycleLR divides by zero when its warm-up ends on the first step (4 steps at a
+    quarter of warm-up): every short run must train, and the rate must have moved off its start."""
+    model = build_model("mlp", "mnist")
+    before = [p.detach().clone() for p in model.parameters()]
+    hist = T.fit(model, random_data("mnist", n * 10), epochs=1, lr=0.05, batch_size=10, schedule="onecycle",
+                 progress=False)
+    assert len(hist) >= 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -50,7 +50,8 @@ def execute(paper: str, dataset: str, profile: str, out_dir: Path, *, prepare_on
 
     ``tiny``: the profile's models and steps at a size that runs in seconds (a test that the
     ``paper`` profile still runs on a CPU). ``page``: the notebook the book shows (else it goes to
-    ``seeds/``); every seed's record goes to ``out_dir/results``."""
+    ``seeds/``); every seed's record goes to ``out_dir/results`` (a prepared notebook's too, when
+    something else runs it: nbval)."""
     import jupytext
     import papermill
 
@@ -62,8 +63,8 @@ def execute(paper: str, dataset: str, profile: str, out_dir: Path, *, prepare_on
     params = dict(dataset=dataset, profile=profile, seed=seed)
     if tiny:
         params["tiny"] = True
+    params["results_dir"] = str((out_dir / "results").resolve())
     if not prepare_only:
-        params["results_dir"] = str((out_dir / "results").resolve())
         for stale in (out_dir / "results").glob(f"{paper}-{dataset}-*.json"):
             if not stale.name.startswith(f"{paper}-{dataset}-{profile}-seed") or \
                     stale == results.results_path(paper, dataset, profile, out_dir / "results", seed):
@@ -141,7 +142,7 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seed
 
 def prepare_smoke(out_dir: Path = ROOT / "build" / "smoke") -> list[Path]:
     """Every (paper, dataset) notebook of the book with smoke parameters injected, not executed
-    (for nbval)."""
+    (for nbval; their records go to ``out_dir/results``)."""
     return [execute(p, d, "smoke", out_dir, prepare_only=True) for p, d in pairs()]
 
 

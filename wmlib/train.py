@@ -156,9 +156,11 @@ def fit(model: Classifier, data: D.TensorData, *, epochs: int, lr: float, moment
     n = len(data)
     steps = (n + batch_size - 1) // batch_size
     if schedule == "onecycle":
+        total = max(epochs * steps, 1)
+        # torch divides by zero when the warm-up ends on step 0 (pct_start·total = 1: 4 steps)
+        pct = 0.25 if total != 4 else 0.3
         batch_sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, total_steps=max(epochs * steps, 1), pct_start=0.25,
-            anneal_strategy="linear", cycle_momentum=False)
+            opt, max_lr=lr, total_steps=total, pct_start=pct, anneal_strategy="linear", cycle_momentum=False)
         epoch_sched = None
     else:
         if schedule not in SCHEDULES:

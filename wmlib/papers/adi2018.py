@@ -49,7 +49,8 @@ class AdiSettings(Settings):
 
     Owner's models: ``model`` trained ``epochs`` at ``lr`` with the ``schedule`` on the first
     ``n_train`` training images, ``trigger_per_batch`` trigger images appended to each batch of
-    100 (trigger images cut to size by ``trigger_preprocess``); PRETRAINED continues NO-WM for
+    100 (the first ``n_trigger`` of the authors' trigger images, None: all 100, cut to size by
+    ``trigger_preprocess``); PRETRAINED continues NO-WM for
     ``pretrained_epochs`` at ``pretrained_lr``. Attacks: ``attack_epochs`` at the constant
     ``attack_lr`` on ``n_attack`` images of the attacker's half of the test set (``n_test``: test
     and evaluation images used); transfer learning to ``transfer_dataset`` on ``transfer_n``
@@ -62,6 +63,7 @@ class AdiSettings(Settings):
     schedule: str = "step"
     trigger_per_batch: int = 2
     trigger_preprocess: str = "center-crop"
+    n_trigger: int | None = None
     n_train: int | None = None
     n_attack: int | None = None
     n_test: int | None = None
@@ -89,10 +91,11 @@ class AdiSettings(Settings):
 
     def tiny(self) -> "AdiSettings":
         """The same models and every step at a size that runs in seconds on a CPU: one epoch of
-        one batch (100 images) for each training, attack and transfer, 100 test images; sanity
-        bounds for targets (a test that the profile still runs)."""
-        return self.replace(n_train=100, n_attack=100, n_test=100, epochs=1, pretrained_epochs=1,
-                            attack_epochs=1, transfer_n=100, transfer_epochs=1, targets=TINY_TARGETS)
+        one batch (50 images) for each training, attack and transfer, 30 test images, 10 trigger
+        images; sanity bounds for targets (a test that the profile still runs)."""
+        return self.replace(n_train=50, n_attack=50, n_test=30, epochs=1, pretrained_epochs=1,
+                            attack_epochs=1, transfer_n=50, transfer_epochs=1, n_trigger=10,
+                            targets=TINY_TARGETS)
 
 
 # smoke: seconds of training learn little, so only sanity bounds are asserted; the cpu targets of

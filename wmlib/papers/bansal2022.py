@@ -76,7 +76,7 @@ class BansalSettings(Settings):
     The owner trains ``model`` for ``epochs`` on the first ``n_train`` images of the first half of
     the (fixed, shuffled) training set, SGD at ``lr`` (``schedule``, ``momentum``,
     ``weight_decay``, batches of ``batch_size``), with ``per_batch`` trigger images appended to
-    each batch. The certified watermark adds the noise curriculum (:class:`~wmlib.schemes.bansal.NoiseCurriculum`)
+    each batch (the trigger sets: ``n_trigger`` images, the paper's 100). The certified watermark adds the noise curriculum (:class:`~wmlib.schemes.bansal.NoiseCurriculum`)
     up to ``sigma`` in ``levels`` steps of ``draws`` noisy copies on ``curriculum_batch``
     triggers, after ``warmup`` epochs, every ``every`` steps (None: once an epoch), loss scaled
     by ``scale``, noise on ``noise_space`` (``folded``: the whole file, the certificate's space;
@@ -106,6 +106,7 @@ class BansalSettings(Settings):
     batch_size: int = 100
     schedule: str = "onecycle"
     per_batch: int = 1
+    n_trigger: int = 100
     kinds: tuple[str, ...] = B.KINDS
     sigma: float
     warmup: int = 1
@@ -162,11 +163,11 @@ class BansalSettings(Settings):
 
     def tiny(self) -> "BansalSettings":
         """Every step of the notebook at a size that runs in about a minute on a CPU with the
-        profile's own model: one trigger kind, the study at the profile's σ only, 128 owner images
-        for two epochs (the curriculum acts in the second), two levels of two draws, a handful of
-        noise draws, one adversary radius of two PGD steps; smoke targets."""
+        profile's own model: one trigger kind of 10 images, the study at the profile's σ only, 64
+        owner images for two epochs (the curriculum acts in the second), two levels of two draws, 32
+        attacker images, a handful of noise draws, one adversary radius of two PGD steps; smoke targets."""
         return self.replace(kinds=(self.attack_kind,), study_kind=self.attack_kind, sigma_study=(self.sigma,),
-                            n_train=128, n_attack=64, n_test=100, epochs=2, warmup=1, levels=2, draws=2,
+                            n_trigger=10, n_train=64, n_attack=32, n_test=30, epochs=2, warmup=1, levels=2, draws=2,
                             every=1, m=8, m_study=4, attack_epochs=1, wb_draws=2, adv_radii=self.adv_radii[:1],
                             adv_iters=2, adv_val_batch=16, adaptive_draws=1, adaptive_iters=2, m_check=2,
                             sound_radii=self.sound_radii[:1], targets=SMOKE_TARGETS)
@@ -182,8 +183,10 @@ _CPU_SHOWN = ("min_adversary_gap_plain", "min_white_minus_black_reg")
 
 _S = BansalSettings
 SETTINGS: dict[str, dict[str, BansalSettings]] = {
-    "smoke": {ds: _S(n_train=500, n_attack=200, n_test=500, epochs=2, levels=2, draws=2, every=2,
-                     sigma=0.25, sigma_study=(0.25, 0.5), m=40, m_study=20, wb_draws=10, adv_iters=3,
+    # smoke: two of the three trigger kinds (the study's and one other), half the trigger images,
+    # the study at the profile's σ only
+    "smoke": {ds: _S(kinds=("embedded content", "unrelated"), n_trigger=50, n_train=300, n_attack=200, n_test=300, epochs=2, levels=2, draws=2, every=2,
+                     sigma=0.25, sigma_study=(0.25,), m=40, m_study=20, wb_draws=5, adv_iters=3,
                      adv_radii=ADVERSARY_RADII[::4],
                      adv_val_batch=20, adaptive_draws=1, adaptive_iters=2, m_check=10, sound_radii=(1.0,),
                      targets=SMOKE_TARGETS)
@@ -221,7 +224,7 @@ def attacker_data(dataset: str, n: int | None = None) -> D.TensorData:
 
 def triggers(P: BansalSettings, dataset: str, seed: int = 0) -> dict[str, TriggerSet]:
     """The trigger set of every kind of ``P.kinds`` (:func:`wmlib.schemes.bansal.trigger_set`)."""
-    return {k: B.trigger_set(k, dataset, seed=seed) for k in P.kinds}
+    return {k: B.trigger_set(k, dataset, seed=seed, n=P.n_trigger) for k in P.kinds}
 
 
 def watermark(P: BansalSettings, dataset: str, trigger: TriggerSet, sigma: float | None, *, seed: int = 0,

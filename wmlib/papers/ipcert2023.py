@@ -5,7 +5,8 @@ Settings, by the part of the paper they serve:
 
 * owner's models (§3.2): ``n_train`` first images of the shuffled training set (the owner's
   half), ``model``/``epochs``/``lr``/``schedule``/``batch_size``/``weight_decay``; the Adi
-  trigger set (``trigger_preprocess``, ``trigger_per_batch`` images appended to each batch);
+  trigger set (``trigger_preprocess``; the first ``n_trigger``, None: all 100; ``trigger_per_batch``
+  images appended to each batch);
 * training with noise (§4.4, Alg. 2): after each ``noise_every``-th update, one step on the
   loss of ``noise_draws`` noisy models on ``noise_ip_batch`` trigger images (None: all), gradient
   norm clipped to ``noise_clip`` (None: off);
@@ -108,6 +109,7 @@ class IPCertSettings(Settings):
     batch_size: int = 100
     weight_decay: float = 5e-4
     trigger_preprocess: str = "center-crop"
+    n_trigger: int | None = None
     trigger_per_batch: int = 20
     noise_draws: int = 2
     noise_every: int = 2
@@ -188,19 +190,20 @@ class IPCertSettings(Settings):
 
     def tiny(self) -> "IPCertSettings":
         """The same models (architecture, optimiser, σ) and every step of the notebook at a size
-        that a CPU runs in minutes (ResNet-18 costs ≈ 0.1 s per training image there): 128 owner
-        images (half a batch) for one epoch, two non-stolen models, one epoch of post-processing on 50 images,
-        2–4 noise draws, one PGD radius at 2 iterations (the λ "sweep" reuses it), two points of
+        that a CPU runs in minutes (ResNet-18 costs ≈ 0.1 s per training image there): 10 of the
+        trigger images and 5 fingerprints, 64 owner images (one step) for one epoch, two non-stolen
+        models, one epoch of post-processing on 20 images, 30 test images, 2–4 noise draws, one PGD radius at 2 iterations on 20
+        validation images (the λ "sweep" reuses it), two buffer steps on 20 images, two points of
         the other sweeps; the smoke profile's targets (sanity bounds)."""
         return self.replace(
-            n_train=128, epochs=1, nonstolen=2, nonstolen_epochs=1, n_post=50, post_epochs=1,
+            n_trigger=10, trigger_per_batch=5, n_train=64, epochs=1, nonstolen=2, nonstolen_epochs=1, n_post=20, post_epochs=1,
             noise_draws=1, noise_every=2, noise_ip_batch=10,
-            fp_n=10, fp_steps=2, m=4, m_curve=2, m_mr=2, m_sweep=(2,),
-            pgd_radii=self.pgd_radii[:1], pgd_iters=2, pgd_val_batch=20, n_val=50,
-            lam_sweep=(self.pgd_lam,), lam_radius=self.pgd_radii[0], n_test=150,
+            fp_n=5, fp_steps=2, m=4, m_curve=2, m_mr=2, m_sweep=(2,),
+            pgd_radii=self.pgd_radii[:1], pgd_iters=2, pgd_val_batch=10, n_val=20,
+            lam_sweep=(self.pgd_lam,), lam_radius=self.pgd_radii[0], n_test=30,
             sigma_sweep_wm=self.sigma_sweep_wm[:2], sigma_sweep_fp=self.sigma_sweep_fp[:2],
             alpha_sweep=self.alpha_sweep[:2], eta_sweep=self.eta_sweep[:2], eta_n=5, eta_steps=2,
-            eta_draws=2, buffer_steps=2, buffer_bounded_steps=2, buffer_n=50, m_check=2, sound_radii=self.sound_radii[:1],
+            eta_draws=2, buffer_steps=2, buffer_bounded_steps=2, buffer_n=20, buffer_batch=20, m_check=2, sound_radii=self.sound_radii[:1],
             adaptive_draws=1, adaptive_iters=2, dependence_rhos=(0.0, 1.0), dependence_reps=1,
             dependence_failures=(0.01, 0.1), paper_rhos=(0.0, 0.9), fp_k_sweep=(self.fp_k,),
             sigma_large=self.sigma_wm, targets=SMOKE_TARGETS)
@@ -219,12 +222,12 @@ _CPU_TARGETS = Targets(shown_only=("min_ipcert_minus_ms", "max_nonstolen_mr_fp")
 
 SETTINGS: dict[str, dict[str, IPCertSettings]] = {
     "smoke": {
-        ds: _S(n_train=500, epochs=1, trigger_preprocess=pre, noise_every=2, noise_draws=1,
+        ds: _S(n_trigger=50, sigma_large=0.03, n_train=300, epochs=1, trigger_preprocess=pre, noise_every=2, noise_draws=1,
                noise_ip_batch=10, fp_n=20, fp_steps=10, m=20, m_curve=10, m_mr=10,
                pgd_radii=(0.5, 2.0), pgd_iters=2, pgd_val_batch=20, n_val=100, lam_sweep=(1.0, 10.0),
                lam_radius=2.0, n_post=200, nonstolen=1, sigma_sweep_wm=(0.01, 0.03),
                sigma_sweep_fp=(0.01, 0.02), m_sweep=(10,), eta_n=10, eta_steps=3, eta_draws=2,
-               n_test=600, buffer_steps=20, buffer_bounded_steps=5, buffer_n=200, m_check=10, sound_radii=(1.0,),
+               n_test=300, buffer_steps=10, buffer_bounded_steps=5, buffer_n=100, m_check=10, sound_radii=(1.0,),
                adaptive_draws=2, adaptive_iters=3, dependence_rhos=(0.0, 0.1, 1.0), dependence_reps=1,
                dependence_failures=(0.01, 0.1), paper_rhos=(0.0, 0.5, 0.9), fp_k_sweep=(2.0, 5.0), targets=SMOKE_TARGETS)
         for ds, pre in (("mnist", "resize"), ("cifar10", "center-crop"))},

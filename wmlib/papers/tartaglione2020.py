@@ -103,8 +103,9 @@ class TartaglioneSettings(Settings):
                            schedule=self.schedule, n_train=self.n_train, seed=seed)
 
     def tiny(self) -> "TartaglioneSettings":
-        """The same models and every step at a size that runs in seconds on a CPU."""
-        return self.replace(n_train=200, n_attack=100, n_test=200, epochs=1, ft_epochs=1,
+        """The same models and every step at a size that runs in seconds on a CPU: 100 training
+        images, 2 replicas for the robust embedding, 50 attacker and 50 test images."""
+        return self.replace(n_train=100, replicas=2, n_attack=50, n_test=50, epochs=1, ft_epochs=1,
                             bits=(8, 2), prune_rates=(0.9,), key_noise=(1.0,),
                             reset_fractions=(0.01,), repair_epochs=1, targets=TINY_TARGETS)
 
@@ -121,12 +122,12 @@ _SMOKE_TARGETS = TartaglioneTargets(min_clean_acc=0.3, max_acc_drop=0.01, shown_
 # passes per step). Measured run times are on the page.
 SETTINGS: dict[str, dict[str, TartaglioneSettings]] = {
     "smoke": {
-        "mnist": TartaglioneSettings(models=("lenet5_caffe",), scale=1.0, epochs=2, lr=0.05, n_train=5000,
+        "mnist": TartaglioneSettings(models=("lenet5_caffe",), scale=1.0, epochs=2, lr=0.05, n_train=5000, replicas=2,
                                      n_attack=500, n_test=1000, ft_epochs=2, bits=(8, 4, 2),
                                      prune_rates=(0.9,), key_noise=(1.0, 10.0), reset_fractions=(0.005,),
                                      repair_epochs=1, targets=_SMOKE_TARGETS),
-        "cifar10": TartaglioneSettings(models=("resnet32",), scale=1.0, epochs=1, lr=0.1, n_train=1000, n_attack=300,
-                                       n_test=500, ft_epochs=1, bits=(8, 2), prune_rates=(0.9,),
+        "cifar10": TartaglioneSettings(models=("resnet32",), scale=1.0, epochs=1, lr=0.1, n_train=600, replicas=2, n_attack=200,
+                                       n_test=300, ft_epochs=1, bits=(8, 2), prune_rates=(0.9,),
                                        key_noise=(10.0,), reset_fractions=(0.005,), repair_epochs=1,
                                        targets=dataclasses.replace(_SMOKE_TARGETS, min_clean_acc=0.12)),
     },

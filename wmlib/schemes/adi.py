@@ -39,8 +39,10 @@ class TriggerSet:
         return D.digest(self.x, self.y)
 
 
-def authors_trigger(dataset: str, preprocess: str = "center-crop", root: Path | None = None) -> TriggerSet:
-    """The authors' 100 abstract images and labels (``adiyoss/WatermarkNN``, ``data/trigger_set``).
+def authors_trigger(dataset: str, preprocess: str = "center-crop", root: Path | None = None,
+                    n: int | None = None) -> TriggerSet:
+    """The authors' 100 abstract images and labels (``adiyoss/WatermarkNN``, ``data/trigger_set``);
+    ``n``: only the first ``n`` of them in the loader's order (None: all, as the paper).
 
     Files are paired with labels in sorted *string* order (``1.jpg, 10.jpg, 100.jpg, 11.jpg, ...``)
     as the authors' loader does. ``center-crop`` takes the middle patch at the dataset's
@@ -64,6 +66,10 @@ def authors_trigger(dataset: str, preprocess: str = "center-crop", root: Path | 
     files = sorted((root / "pics").glob("*.jpg"), key=lambda p: p.name)
     if len(files) != len(labels):
         raise ValueError(f"{len(files)} trigger images but {len(labels)} labels in {labels_file}")
+    if n is not None:
+        if not 1 <= n <= len(files):
+            raise ValueError(f"n={n!r} must be between 1 and the {len(files)} trigger images")
+        files, labels = files[:n], labels[:n]
     images = []
     for f in files:
         img = Image.open(f).convert("RGB" if info.channels == 3 else "L")
