@@ -16,6 +16,9 @@ by the whole configuration when it trains).
   over the parameters (the papers' space) or over the whole model file (:mod:`wmlib.certspace`).
 * The buffer-only attack: edit only batch-norm statistics and the input normalisation, no
   parameter, to push an IP set away from its labels.
+* Zero-cost edits that keep every output and move the file (Li & Wang 2023; Yan et al. 2023):
+  unit permutations, positive rescaling across ReLUs and into batch norms, dummy units, their
+  composition (:mod:`wmlib.units` says which slices move together; :mod:`wmlib.align` undoes them).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from . import certspace
+from . import certspace, units
 from . import data as D
 from .cache import key_hash, load_or_create
 from .certify import backward_under_noise
@@ -562,3 +565,240 @@ def reset_outliers(base: Trained, fraction: float, *, seed: int = 0) -> Trained:
                 p[tuple(i.to(p.device) for i in idx)] = fresh.to(p.device, p.dtype)
 
     return _without_training("reset-outliers", base, {"fraction": fraction, "seed": seed}, change)
+
+
+# ----------------------------------------------------------------------------- zero-cost (function-preserving) edits
+DUMMY_KINDS = ("zero", "clique", "split")
+
+
+def _outputs_kept(before: nn.Module, after: nn.Module) -> dict:
+    """The largest absolute logit change between two models on a fixed seeded batch of 8 random
+    images of the input shape (and the largest logit magnitude, its scale), and the certified-space
+    distance moved (None when the shapes differ)."""
+    x = torch.rand(8, *units.input_shape(before), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = before.eval()(x), after.eval()(x)
+    sa, sb = before.state_dict(), after.state_dict()
+    same = sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
+    moved = certspace.distance(after, before) if same else None
+    return {"max_logit_change": float((b - a).abs().max()), "logit_scale": float(a.abs().max()),
+            "folded_distance": moved}
+
+
+def _zero_cost(name: str, base: Trained, setting: dict, change: Callable[[Classifier], None]) -> Trained:
+    """:func:`_without_training` for an edit that keeps every output, its record measured by
+    :func:`_outputs_kept`."""
+    out = _without_training(name, base, setting, change)
+    out.record.update(_outputs_kept(base.model, out.model))
+    return out
+
+
+def _log_uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    u = torch.rand(n, generator=gen, dtype=torch.float64)
+    return torch.exp(torch.log(torch.tensor(low, dtype=torch.float64)) * (1 - u)
+                     + torch.log(torch.tensor(high, dtype=torch.float64)) * u)
+
+
+def _check_range(low: float, high: float) -> None:
+    if not (0 < low <= high < float("inf")):
+        raise ValueError(f"low={low} and high={high} must satisfy 0 < low <= high (finite)")
+
+
+def permute_units(base: Trained, seed: int = 0) -> Trained:
+    """Every unit group (:func:`wmlib.units.describe`) reordered by a random permutation (seeded):
+    the same function, every weight at another position (Li & Wang 2023, the equivalence attack's
+    swaps; Git Re-Basin's permutation symmetry)."""
+    units.describe(base.model)        # a model the walk cannot describe fails here, before any copy
+
+    def change(model):
+        gen = torch.Generator().manual_seed(seed)
+        for group in units.describe(model):
+            units.reindex(model, group, torch.randperm(group.size, generator=gen))
+
+    return _zero_cost("permute-units", base, {"seed": seed}, change)
+
+
+def scale_units(base: Trained, seed: int = 0, low: float = 0.5, high: float = 2.0) -> Trained:
+    """Positive per-unit factors c, log-uniform in [``low``, ``high``] (seeded), across every ReLU
+    / max-pool site: the producer's rows and bias (or a batch norm's weight and bias) × c, the
+    consumers' columns ÷ c (Li & Wang 2023, the positive scaling of the equivalence attack)."""
+    _check_range(low, high)
+    if not any(s.kind == "relu" for g in units.describe(base.model) for s in g.sites):
+        raise ValueError("model: no unit can be rescaled across a ReLU in this model")
+
+    def change(model):
+        gen = torch.Generator().manual_seed(seed)
+        for group in units.describe(model):
+            for site in group.sites:
+                if site.kind == "relu":
+                    units.rescale(model, group, site, _log_uniform(group.size, low, high, gen))
+
+    return _zero_cost("scale-units", base, {"seed": seed, "low": low, "high": high}, change)
+
+
+def rescale_batchnorm(base: Trained, factor: float | None = 0.1, *, seed: int = 0, low: float = 0.1,
+                      high: float = 10.0) -> Trained:
+    """Every conv before a batch norm scaled by c, the batch norm's running mean × c and running
+    variance v → c²·(v + ε) − ε (exact in eval mode; Li & Wang 2023 write v × c², which is off by
+    ε): the outputs stay, the file moves. c = ``factor`` for every unit, or with ``factor=None``
+    log-uniform per unit in [``low``, ``high``] (seeded). Against certified watermarks: a factor
+    0.1 makes a fixed noise σ on those weights relatively 10× larger."""
+    if factor is None:
+        _check_range(low, high)
+    elif not (0 < factor < float("inf")):
+        raise ValueError(f"factor={factor} must be > 0 (or None for random per-unit factors)")
+    if not any(s.kind == "batchnorm" for g in units.describe(base.model) for s in g.sites):
+        raise ValueError("model: it has no conv or linear layer followed by a batch norm; "
+                         "accepted models: those with batch norms (cifar_cnn, resnet18, resnet32)")
+
+    def change(model):
+        gen = torch.Generator().manual_seed(seed)
+        for group in units.describe(model):
+            for site in group.sites:
+                if site.kind == "batchnorm":
+                    c = (torch.full((group.size,), float(factor), dtype=torch.float64) if factor is not None
+                         else _log_uniform(group.size, low, high, gen))
+                    units.rescale(model, group, site, c)
+
+    setting = {"factor": factor} if factor is not None else {"factor": None, "seed": seed, "low": low, "high": high}
+    return _zero_cost("rescale-batchnorm", base, setting, change)
+
+
+def _dummy_slices(model: Classifier, group: units.Group, kind: str, count: int,
+                  gen: torch.Generator) -> dict[int, torch.Tensor]:
+    """New units' slices for every entry of ``group`` (Yan et al. 2023's dummy neurons); for
+    "split" the split units' columns are changed in ``model`` in place."""
+    n = group.size
+    upstream = [i for i, e in enumerate(group.entries) if e.role != "in"]
+    downstream = [i for i, e in enumerate(group.entries) if e.role == "in"]
+    tensors = [units.tensor(model, e).detach() for e in group.entries]
+
+    def fresh(i, k):          # k units' slices drawn like the tensor's values
+        e, t = group.entries[i], tensors[i]
+        shape = list(t.shape)
+        shape[e.axis] = k * e.block
+        return torch.randn(shape, generator=gen, dtype=torch.float64).to(t.dtype) * t.float().std().clamp_min(1e-3)
+
+    def copy_of(i, units_):   # the slices of existing units
+        e = group.entries[i]
+        return tensors[i].index_select(e.axis, e.index(units_)).clone()
+
+    templates = torch.randint(n, (count,), generator=gen)
+    new = {i: copy_of(i, templates) for i in range(len(group.entries))}
+    for i in upstream:                       # weights into a new unit: fresh draws; biases, batch norms: a template's
+        e = group.entries[i]
+        if e.role == "out" and e.tensor == "weight":
+            new[i] = fresh(i, count)
+    if kind == "zero":
+        zero_in = torch.rand(count, generator=gen) < 0.5         # half read nothing, half are read by nothing
+        for i in downstream:
+            new[i] = fresh(i, count)
+        for i, e in enumerate(group.entries):
+            mask = _block_mask(e, zero_in, new[i])
+            if e.role == "in":
+                new[i] = torch.where(mask, new[i], torch.zeros_like(new[i]))
+            elif e.role == "out" or e.tensor in ("bias", "running_mean"):
+                new[i] = torch.where(mask, torch.zeros_like(new[i]), new[i])
+    elif kind == "clique":
+        sizes = [2] * (count // 2)
+        sizes[-1] += count % 2
+        start = 0
+        for size in sizes:
+            members = torch.arange(start, start + size)
+            for i in upstream:                # one unit's inputs, repeated
+                e = group.entries[i]
+                first = new[i].index_select(e.axis, _sub(e, members[:1]))
+                new[i].index_copy_(e.axis, _sub(e, members), torch.cat([first] * size, e.axis))
+            for i in downstream:              # outgoing weights that sum to zero
+                e = group.entries[i]
+                part = fresh(i, size)
+                parts = list(part.split(e.block, e.axis))
+                parts[-1] = -sum(parts[:-1])
+                new[i].index_copy_(e.axis, _sub(e, members), torch.cat(parts, e.axis))
+            start += size
+    else:                                     # split: a copy of an existing unit, its outgoing weights shared
+        if count > n:
+            raise ValueError(f"count={count} must be <= {n}, the units of group {group.name}, to split as many")
+        chosen = torch.randperm(n, generator=gen)[:count]
+        for i in range(len(group.entries)):
+            new[i] = copy_of(i, chosen)
+        for i in downstream:
+            e = group.entries[i]
+            part = fresh(i, count)
+            new[i] = part
+            t = units.tensor(model, e)
+            where = e.index(chosen)
+            t.data.index_copy_(e.axis, where, t.detach().index_select(e.axis, where) - part)
+    return new
+
+
+def _sub(e: units.Entry, members: torch.Tensor) -> torch.Tensor:
+    """Positions of new units ``members`` inside a block of new slices of entry ``e``."""
+    return (members[:, None] * e.block + torch.arange(e.block)).reshape(-1)
+
+
+def _block_mask(e: units.Entry, per_unit: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    shape = [1] * like.ndim
+    shape[e.axis] = -1
+    return per_unit.repeat_interleave(e.block).view(shape)
+
+
+def add_dummy_units(base: Trained, kind: str, count: int = 2, seed: int = 0) -> Trained:
+    """``count`` dummy units added to every group that spans whole layers, at random places (Yan
+    et al. 2023, neural structural obfuscation): "zero" units read nothing (zero weights and
+    bias, a batch norm mapping 0 to 0) or are read by nothing (zero outgoing weights), half each
+    at random; a "clique" is 2 (or 3) new units with the same inputs whose outgoing weights sum to
+    zero; "split" copies ``count`` existing units and shares each one's outgoing weights between
+    the two at random (they sum to the original's). The layers are widened (the same module
+    classes with larger tensors), so the file no longer fits the owner's architecture. Every
+    model :func:`wmlib.units.describe` knows; in ``resnet32`` the streams tied by zero-padded
+    shortcuts are left as they are (only the blocks' inner units get dummies)."""
+    if kind not in DUMMY_KINDS:
+        raise ValueError(f"kind={kind!r} is not known; accepted values: {list(DUMMY_KINDS)}")
+    if not isinstance(count, int) or isinstance(count, bool) or count < (2 if kind == "clique" else 1):
+        raise ValueError(f"count={count!r} must be an integer >= {2 if kind == 'clique' else 1} for kind={kind!r}")
+    if not any(g.whole for g in units.describe(base.model)):
+        raise ValueError("model: no unit group spans whole layers; dummy units cannot be added")
+
+    def change(model):
+        gen = torch.Generator().manual_seed(seed)
+        # last group first, so that no later dummy reads an earlier one; widening a group leaves the
+        # others' positions as they are
+        for group in reversed(units.describe(model)):
+            if not group.whole:
+                continue
+            extra = _dummy_slices(model, group, kind, count, gen)
+            units.reindex(model, group, torch.randperm(group.size + count, generator=gen), extra)
+
+    return _zero_cost("dummy-units", base, {"kind": kind, "count": count, "seed": seed}, change)
+
+
+def zero_cost_edit(base: Trained, seed: int = 0, *, dummies: tuple[str, ...] = DUMMY_KINDS, count: int = 2,
+                   low: float = 0.5, high: float = 2.0, bn_low: float = 0.1, bn_high: float = 10.0) -> Trained:
+    """The composition: dummy units of each kind in ``dummies`` (``count`` per group each), positive
+    per-unit scales across ReLUs in [``low``, ``high``], random batch-norm rescaling in
+    [``bn_low``, ``bn_high``] where there are batch norms, then a random permutation of every group
+    (Li & Wang 2023 and Yan et al. 2023 together). Record: each step's record under ``steps``."""
+    for kind in dummies:
+        if kind not in DUMMY_KINDS:
+            raise ValueError(f"dummies={dummies!r}: {kind!r} is not known; accepted values: {list(DUMMY_KINDS)}")
+    _check_range(low, high)
+    _check_range(bn_low, bn_high)
+    sites = {s.kind for g in units.describe(base.model) for s in g.sites}
+    out, steps = base, []
+    for i, kind in enumerate(dummies):
+        out = add_dummy_units(out, kind, count, seed=seed + i)
+        steps.append(out.record)
+    if "relu" in sites:
+        out = scale_units(out, seed=seed, low=low, high=high)
+        steps.append(out.record)
+    if "batchnorm" in sites:
+        out = rescale_batchnorm(out, None, seed=seed, low=bn_low, high=bn_high)
+        steps.append(out.record)
+    out = permute_units(out, seed=seed)
+    steps.append(out.record)
+    setting = {"seed": seed, "dummies": list(dummies), "count": count, "low": low, "high": high,
+               "bn_low": bn_low, "bn_high": bn_high}
+    key = dict(attack="zero-cost", base=base.hash, **setting)
+    record = {"key": key, "hash": key_hash(key), "steps": steps, "seconds": sum(s["seconds"] for s in steps)}
+    return Trained(out.model, {**record, **_outputs_kept(base.model, out.model)})
