@@ -8,7 +8,7 @@ module fixtures train once). xdist's ``loadgroup`` marks cannot say this under p
 ignores the node ids xdist rewrites, so the scheduler splits node ids itself.
 
 Each smoke notebook runs once: nbval executes its cells, and what they printed and drew is kept
-(:func:`pytest_runtest_makereport`) as an executed notebook with its results record; the smoke site
+(:class:`NbvalKeeper`) as an executed notebook with its results record; the smoke site
 is built from those (it waits for the notebooks that other workers run) and executes a notebook
 itself only when nbval does not run it in this session (``pytest tests`` alone).
 """

@@ -228,12 +228,12 @@ def splits(name: str, n_train: int | None = None, n_attack: int | None = None,
     """Owner/attacker/eval splits; sizes (from the profile) cut each part to its first n items."""
     train, test = load(name, "train"), load(name, "test")
     g = torch.Generator().manual_seed(0)
-    first = lambda idx, n: idx if n is None else idx[:n]     # noqa: E731  (cut the indices, copy only those images)
-    train = train.subset(first(torch.randperm(len(train), generator=g), n_train))
+    # cut the shuffled indices (``[:None]`` keeps all), then copy only the images kept
+    train = train.subset(torch.randperm(len(train), generator=g)[:n_train])
     perm = torch.randperm(len(test), generator=g)
     half = len(test) // 2
-    return Splits(train, test.subset(first(perm[:half], n_attack)), test.subset(first(perm, n_test)),
-                  test.subset(first(perm[half:], n_test)))
+    return Splits(train, test.subset(perm[:half][:n_attack]), test.subset(perm[:n_test]),
+                  test.subset(perm[half:][:n_test]))
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
