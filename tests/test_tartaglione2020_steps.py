@@ -36,7 +36,13 @@ def owner():
             W.train_embedded(m, split.train, key, values, robust=name == "robust", **kw)
         digest = D.digest(*(p.detach() for p in m.parameters()))      # evaluations are cached by content
         nets[name] = Trained(m.eval(), {"hash": f"test-tartaglione-{name}-{digest}", "seconds": 1.0})
-    return tg.Owner("lenet5_caffe", key, values, **nets), split
+    others = {"unwatermarked": nets["unmarked"]}       # the aligned extraction's null: three more seeds
+    for s in (1, 2, 3):
+        torch.manual_seed(s)
+        m = build_model("lenet5_caffe", "mnist")
+        fit(m, split.train, **dict(kw, epochs=2))
+        others[f"seed {s}"] = Trained(m.eval(), {"hash": f"test-tartaglione-null-{s}", "seconds": 1.0})
+    return tg.Owner("lenet5_caffe", key, values, others=others, **nets), split
 
 
 def test_owner_models_learn_and_carry_the_watermark(owner):

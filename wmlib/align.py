@@ -27,6 +27,8 @@ from torch import nn
 
 from . import certspace, units
 from . import data as D
+from .cache import key_hash
+from .train import Trained
 
 METHODS = ("weights", "activations", "both")
 
@@ -54,9 +56,23 @@ class AlignReport:
     logit_scale: float = float("nan")        # the suspect's largest logit magnitude on the same batch
 
 
-def canonicalise(model: nn.Module, groups: list[units.Group]) -> dict[tuple[int, int], torch.Tensor]:
+def _mask_rows(masks, e: units.Entry, n: int) -> torch.Tensor | None:
+    """The boolean mask of entry ``e``'s tensor laid out as :func:`wmlib.units.unit_slices` reads it."""
+    if not masks or e.name not in masks:
+        return None
+    return masks[e.name].index_select(e.axis, e.index()).movedim(e.axis, 0).reshape(n, -1)
+
+
+def _robust_level(t: torch.Tensor) -> float:
+    """4 robust standard deviations (1.4826 × the median absolute deviation) of a tensor's values."""
+    v = t.detach().double().flatten()
+    return float(4 * 1.4826 * (v - v.median()).abs().median()) or float(v.abs().max()) or 1.0
+
+
+def canonicalise(model: nn.Module, groups: list[units.Group], masks=None) -> dict[tuple[int, int], torch.Tensor]:
     """Rescale ``model`` in place to its canonical scale (module docstring); returns the factor
-    applied per (group, site), in forward order (a site's factor depends on earlier sites)."""
+    applied per (group, site), in forward order (a site's factor depends on earlier sites).
+    ``masks``: per tensor, positions left out of the norms (a secret written into the weights)."""
     factors = {}
     for gi, g in enumerate(groups):
         for si, site in enumerate(g.sites):
@@ -65,7 +81,11 @@ def canonicalise(model: nn.Module, groups: list[units.Group]) -> dict[tuple[int,
                 v = units.unit_slices(model, e).double()[:, 0]
                 f = 1 / torch.sqrt(v + model.get_submodule(e.module).eps)
             else:
-                norm = torch.cat([units.unit_slices(model, g.entries[i]).double() for i in site.out], 1).norm(dim=1)
+                rows = []
+                for i in site.out:
+                    r, m = units.unit_slices(model, g.entries[i]).double(), _mask_rows(masks, g.entries[i], g.size)
+                    rows.append(r if m is None else r.masked_fill(m, 0.0))
+                norm = torch.cat(rows, 1).norm(dim=1)
                 f = torch.where(norm > 0, 1 / norm.clamp_min(1e-300), torch.ones_like(norm))
             units.rescale(model, g, site, f)
             factors[(gi, si)] = f
@@ -124,7 +144,7 @@ def _permuted(t: torch.Tensor, entry: units.Entry, perm: torch.Tensor) -> torch.
     return t.index_copy(entry.axis, entry.index(), t.index_select(entry.axis, entry.index(perm)))
 
 
-def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None):
+def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, clip=None, masks=None):
     """Σ over the tensors of group ``g`` of ⟨owner unit i, suspect unit j⟩, the suspect's other
     axes permuted by the current ``perms`` (Git Re-Basin weight matching); with ``allowed``, only
     the tensors whose other axes belong to those groups. None when no tensor qualifies."""
@@ -139,6 +159,11 @@ def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None):
             b = _permuted(b, e2, perms[h])
         a = units.unit_slices(owner, e).double()
         b = b.index_select(e.axis, e.index()).movedim(e.axis, 0).reshape(n, -1).double()
+        rows = _mask_rows(masks, e, n)                 # the secret positions of the unit each suspect unit
+        if rows is not None:                           # is matched to now: left out too
+            b = b.masked_fill(rows[torch.argsort(perms[g])], 0.0)
+        if clip is not None and e.name in clip:        # outliers (a payload) weigh as much as a large weight
+            a, b = a.clamp(-clip[e.name], clip[e.name]), b.clamp(-clip[e.name], clip[e.name])
         cost += a @ b.T
         used = True
     return cost if used else None
@@ -149,7 +174,8 @@ def _assign(cost: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(cols, dtype=torch.long)
 
 
-def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_rounds: int, seed: int):
+def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_rounds: int, seed: int, clip=None,
+                   masks=None):
     touch = {}
     for gi, g in enumerate(groups):
         for e in g.entries:
@@ -157,9 +183,9 @@ def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_round
     if first_pass:                           # forward order, each group from what is matched already
         done = set()
         for gi in range(len(groups)):
-            cost = _weight_cost(owner, suspect, groups, perms, gi, touch, allowed=done)
+            cost = _weight_cost(owner, suspect, groups, perms, gi, touch, allowed=done, clip=clip, masks=masks)
             if cost is None:
-                cost = _weight_cost(owner, suspect, groups, perms, gi, touch)
+                cost = _weight_cost(owner, suspect, groups, perms, gi, touch, clip=clip, masks=masks)
             perms[gi] = _assign(cost)
             done.add(gi)
     gen = torch.Generator().manual_seed(seed)
@@ -167,7 +193,7 @@ def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_round
     for rounds in range(1, max_rounds + 1):
         moved = False
         for gi in torch.randperm(len(groups), generator=gen).tolist():
-            new = _assign(_weight_cost(owner, suspect, groups, perms, gi, touch))
+            new = _assign(_weight_cost(owner, suspect, groups, perms, gi, touch, clip=clip, masks=masks))
             if not torch.equal(new, perms[gi]):
                 perms[gi], moved, changed[gi] = new, True, True
         if not moved:
@@ -218,8 +244,46 @@ def _check_architecture(suspect: nn.Module, owner: nn.Module, go, gs) -> None:
             fail(f"group {a.name} has {b.size} units, the owner {a.size}")
 
 
+def _on_cpu(model: nn.Module) -> nn.Module:
+    """``model`` itself when on the CPU, else a CPU copy (the caller's model stays where it is)."""
+    t = next(iter(model.state_dict().values()), None)
+    return model if t is None or t.device.type == "cpu" else copy.deepcopy(model).cpu()
+
+
+def _clip_levels(model: nn.Module, names) -> dict[str, float]:
+    """Per tensor: :func:`_robust_level` of its values."""
+    state = model.state_dict()
+    return {name: _robust_level(state[name]) for name in names}
+
+
+def _masks(model: nn.Module, ignore: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per tensor of ``ignore``: a boolean tensor of its shape, True at the flat (row-major)
+    positions ``ignore[name]``."""
+    state = model.state_dict()
+    unknown = sorted(set(ignore) - set(state))
+    if unknown:
+        raise ValueError(f"ignore names tensors the owner's file does not have: {unknown[:5]}")
+    out = {}
+    for name, flat in ignore.items():
+        m = torch.zeros(state[name].shape, dtype=torch.bool)
+        m[torch.unravel_index(torch.as_tensor(flat, dtype=torch.long), m.shape)] = True
+        out[name] = m
+    return out
+
+
+def _masked(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` with the positions ``masks`` holds set to 0."""
+    out = copy.deepcopy(model)
+    state = out.state_dict()
+    with torch.no_grad():
+        for name, m in masks.items():
+            state[name].masked_fill_(m.to(state[name].device), 0)
+    return out
+
+
 def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = None, method: str = "weights",
-          seed: int = 0, tol: float = 1e-5, max_rounds: int = 100) -> tuple[nn.Module, AlignReport]:
+          seed: int = 0, tol: float = 1e-5, max_rounds: int = 100,
+          ignore: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, AlignReport]:
     """``suspect`` brought into ``owner``'s coordinates (module docstring): returns a model with the
     owner's architecture and shapes, computing the suspect's function, and the report.
 
@@ -227,6 +291,14 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
     ``probe``, images in [0, 1] the owner has) or "both" (activations, then weight matching from
     there). ``tol``: relative tolerance under which incoming weights count as equal (merged) and
     outgoing weights as zero (dropped). ``seed``: the order of the groups in weight matching.
+    ``ignore``: per tensor name of the owner's file, flat positions the matching must not look at
+    — a secret written into the weights (Tartaglione et al.'s key): matched on, it would be copied
+    into an unrelated suspect (measured: an unwatermarked LeNet5-caffe aligned on all weights read
+    back with correlation 0.37, p ≈ 1e-107). The suspect's values are left out at the same places
+    of the unit each suspect unit is currently matched to, and both sides' values in those tensors
+    are clipped to four robust standard deviations, so that the suspect's own copy of the secret
+    (large outliers at permuted places) does not pull the matching either. The scales are still
+    the owner's.
     A suspect that is not a transform of the owner's architecture raises ``ValueError``."""
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; accepted values: {list(METHODS)}")
@@ -234,6 +306,7 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
         raise ValueError(f"probe is None: method={method!r} needs probe images")
     if not tol >= 0:
         raise ValueError(f"tol={tol} must be >= 0")
+    suspect, owner = _on_cpu(suspect), _on_cpu(owner)      # a model mid-training may sit on a GPU
     go = units.describe(owner)
     try:
         gs = units.describe(suspect, units.input_shape(owner))
@@ -243,6 +316,9 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
     start = [g.size for g in gs]
     own = copy.deepcopy(owner).eval()
     owner_factors = canonicalise(own, go)
+    masks = _masks(own, ignore) if ignore else None
+    ref = _masked(own, masks) if ignore else own        # what the permutations are matched to
+    clip = _clip_levels(ref, ignore) if ignore else None
     work = copy.deepcopy(suspect).eval()
     canonicalise(work, gs)
     shape = units.input_shape(owner)
@@ -271,15 +347,19 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
     how = ["weights"] * len(go)
     if method in ("activations", "both"):
         x = D.to_float(probe)
-        perms = _match_activations(own, work, go, x)
+        perms = _match_activations(ref, work, go, x)
         how = ["activations"] * len(go)
     if method in ("weights", "both"):
-        report.rounds, changed = _match_weights(own, work, go, perms, first_pass=method == "weights",
-                                                max_rounds=max_rounds, seed=seed)
+        report.rounds, changed = _match_weights(ref, work, go, perms, first_pass=method == "weights",
+                                                max_rounds=max_rounds, seed=seed, clip=clip, masks=masks)
         if method == "both":
             how = ["activations, then weights" if changed.get(i) else "activations" for i in range(len(go))]
     for gi, g in enumerate(gs):
         units.reindex(work, g, perms[gi])
+    if masks:               # in the owner's coordinates now: scales matched without the secret positions
+        canonicalise(work, go, masks)
+        for (gi, si), f in canonicalise(own, go, masks).items():
+            units.rescale(work, go[gi], go[gi].sites[si], 1 / f)
     for (gi, si), f in owner_factors.items():
         units.rescale(work, go[gi], go[gi].sites[si], 1 / f)
     out = copy.deepcopy(owner)
@@ -299,3 +379,27 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
     report.logit_scale = float(before.abs().max())
     report.distance = certspace.distance(out, owner)
     return out, report
+
+
+def aligned(suspect: Trained, owner: Trained, *, probe: torch.Tensor | None = None, method: str = "weights",
+            seed: int = 0) -> Trained:
+    """:func:`align` for the models of the cache: the suspect in the owner's coordinates, with a
+    record whose hash names (suspect, owner, method, probe), so that what is computed on it (votes,
+    accuracies) is cached like any attack's; ``record["alignment"]`` is the :class:`AlignReport`.
+    Alignment is a deterministic function of the two files (and the probe): a certificate read on
+    the aligned suspect covers every file whose aligned form lies within its radius."""
+    model, report = align(suspect.model, owner.model, probe=probe, method=method, seed=seed)
+    key = dict(step="align", suspect=suspect.hash, owner=owner.hash, method=method, seed=seed,
+               probe=None if probe is None else D.digest(probe))
+    return Trained(model, {"key": key, "hash": key_hash(key), "alignment": report})
+
+
+def summary(report: AlignReport) -> str:
+    """One line on what :func:`align` did: units moved, dummies removed, rounds."""
+    moved = sum(g.moved for g in report.groups)
+    merged = sum(g.merged for g in report.groups)
+    dropped = sum(g.dropped for g in report.groups)
+    parts = [f"{moved} of {sum(g.units for g in report.groups)} units moved ({report.method})"]
+    if merged or dropped:
+        parts.append(f"{merged + dropped} dummy units removed ({merged} merged, {dropped} dropped)")
+    return "; ".join(parts)

@@ -27,6 +27,7 @@ class Verdict:
     p_value: float | None = None
     certified_radius: float | None = None
     n: int | None = None
+    alignment: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -40,6 +41,7 @@ class Verdict:
     def describe(self) -> str:
         extra = "".join([f", p = {self.p_value:.2g}" if self.p_value is not None else "",
                          f", certified to R = {self.certified_radius:.3g}"
-                         if self.certified_radius is not None else ""])
+                         if self.certified_radius is not None else "",
+                         f"; aligned: {self.alignment}" if self.alignment is not None else ""])
         return (f"{self.scheme}: score {self.score:.3g} vs threshold {self.threshold:.3g} → "
                 f"{'claimed' if self.passed else 'not claimed'}{extra}")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import attacks
+from .. import attacks, zerocost
 from .. import data as D
 from ..models import build_model
 from ..results import Row, claimed, ours_only
@@ -61,7 +61,9 @@ class TartaglioneSettings(Settings):
     quantisation to each of ``bits``; magnitude pruning at ``prune_rates``; noise on the key
     positions of ``key_noise`` × the payload's standard deviation; the informed attacker resets
     each of ``reset_fractions`` of all parameters and repairs for ``repair_epochs`` at the
-    smaller fine-tuning rate.
+    smaller fine-tuning rate. Zero-cost edits: the null of an aligned extraction is read on the
+    unwatermarked model and ``n_independent`` more trained alike at the next seeds (at least 3:
+    the threshold is calibrated on them, each left out of its own calibration).
     """
 
     models: tuple[str, ...]
@@ -86,9 +88,13 @@ class TartaglioneSettings(Settings):
     key_noise: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
     reset_fractions: tuple[float, ...] = (0.0025, 0.005, 0.01, 0.02)
     repair_epochs: int = 2
+    n_independent: int = 4
     targets: TartaglioneTargets
 
     def __post_init__(self):
+        if self.n_independent < 3:
+            raise ValueError(f"n_independent={self.n_independent} must be >= 3 (the aligned threshold is "
+                             f"calibrated on them, each left out of its own calibration)")
         unknown = sorted(set(self.models) - set(MODEL_NAMES))
         if unknown:
             raise ValueError(f"models={unknown} are not models of this paper; accepted values: "
@@ -107,7 +113,7 @@ class TartaglioneSettings(Settings):
         images, 2 replicas for the robust embedding, 50 attacker and 50 test images."""
         return self.replace(n_train=100, replicas=2, n_attack=50, n_test=50, epochs=1, ft_epochs=1,
                             bits=(8, 2), prune_rates=(0.9,), key_noise=(1.0,),
-                            reset_fractions=(0.01,), repair_epochs=1, targets=TINY_TARGETS)
+                            reset_fractions=(0.01,), repair_epochs=1, n_independent=3, targets=TINY_TARGETS)
 
 
 TINY_TARGETS = TartaglioneTargets(min_clean_acc=0.05, max_acc_drop=1.0,
@@ -125,11 +131,11 @@ SETTINGS: dict[str, dict[str, TartaglioneSettings]] = {
         "mnist": TartaglioneSettings(models=("lenet5_caffe",), scale=1.0, epochs=2, lr=0.05, n_train=5000, replicas=2,
                                      n_attack=500, n_test=1000, ft_epochs=2, bits=(8, 4, 2),
                                      prune_rates=(0.9,), key_noise=(1.0, 10.0), reset_fractions=(0.005,),
-                                     repair_epochs=1, targets=_SMOKE_TARGETS),
+                                     repair_epochs=1, n_independent=3, targets=_SMOKE_TARGETS),
         "cifar10": TartaglioneSettings(models=("resnet32",), scale=1.0, epochs=1, lr=0.1, n_train=600, replicas=2, n_attack=200,
                                        n_test=300, ft_epochs=1, bits=(8, 2), prune_rates=(0.9,),
                                        key_noise=(10.0,), reset_fractions=(0.005,), repair_epochs=1,
-                                       targets=dataclasses.replace(_SMOKE_TARGETS, min_clean_acc=0.12)),
+                                       n_independent=3, targets=dataclasses.replace(_SMOKE_TARGETS, min_clean_acc=0.12)),
     },
     "cpu": {
         "mnist": TartaglioneSettings(models=("lenet5_caffe",), scale=1.0, epochs=8, lr=0.05, n_train=30_000,
@@ -163,20 +169,50 @@ class Owner:
     naive: Trained
     robust: Trained
     extra: dict[str, Trained] = dataclasses.field(default_factory=dict)   # robust at other λ, by label
+    others: dict[str, Trained] = dataclasses.field(default_factory=dict)  # never watermarked: the aligned null
+    _null: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict, repr=False)
 
     def embedded(self) -> dict[str, Trained]:
         return {"naive": self.naive, "robust": self.robust, **self.extra}
 
-    def verdict(self, model: torch.nn.Module):
-        return W.extract(model, self.key, self.values)
+    def reference(self, embedding: str) -> Trained:
+        """The owner's file a suspect derived from ``embedding`` is aligned to before extraction
+        (the naive embedding's for the unwatermarked model, the null)."""
+        return self.embedded().get(embedding, self.naive)
 
-    def score(self, model: torch.nn.Module) -> float:
-        return self.verdict(model).score
+    def null(self, embedding: str) -> dict[str, float]:
+        """The correlations of the never-watermarked models (``others``) aligned to the owner's
+        file of ``embedding``: the null the aligned extraction's threshold is calibrated on."""
+        if embedding not in self._null:
+            ref = self.reference(embedding).model
+            self._null[embedding] = {name: W.correlation(t.model, self.key, self.values, owner=ref)[0]
+                                     for name, t in self.others.items()}
+        return self._null[embedding]
+
+    def verdict(self, model: torch.nn.Module, embedding: str = "naive", *, align: bool = True):
+        """The extraction on ``model`` aligned to the owner's file of ``embedding``, its threshold
+        calibrated on the aligned null (:func:`wmlib.schemes.weights.extract`; a model of the null
+        is left out of its own calibration); ``align=False``: the paper's extraction, which reads
+        the file as it is, against the paper's threshold."""
+        if not align:
+            return W.extract(model, self.key, self.values)
+        null = [r for name, r in self.null(embedding).items() if self.others[name].model is not model]
+        return W.extract(model, self.key, self.values, owner=self.reference(embedding).model, null=null)
+
+    def score(self, model: torch.nn.Module, embedding: str = "naive", *, align: bool = True) -> float:
+        return self.verdict(model, embedding, align=align).score
 
 
 def trainings(P: TartaglioneSettings, dataset: str, seed: int = 0) -> dict[str, TrainConfig]:
-    """The independent trainings of the notebook (jobs of a grid): each model unwatermarked."""
-    return {f"{m} unwatermarked": P.train_config(m, dataset, seed) for m in P.models}
+    """The independent trainings of the notebook (jobs of a grid): each model unwatermarked, and
+    the ``P.n_independent`` more of the zero-cost edits' null (:func:`independents`)."""
+    return {**{f"{m} unwatermarked": P.train_config(m, dataset, seed) for m in P.models},
+            **{f"{m} independent, seed {s}": P.train_config(m, dataset, s)
+               for m in P.models for s in _independent_seeds(P, seed)}}
+
+
+def _independent_seeds(P: TartaglioneSettings, seed: int) -> range:
+    return range(seed + 1, seed + 1 + P.n_independent)
 
 
 def owner_trainings(P: TartaglioneSettings, dataset: str, seed: int = 0) -> dict[str, TrainConfig]:
@@ -193,8 +229,12 @@ def owner(P: TartaglioneSettings, model: str, dataset: str, *, seed: int = 0, pr
     key = W.make_key(build_model(model, dataset), seed=seed)
     values = W.payload(seed=seed, scale=P.scale)
     kw = dict(replicas=P.replicas, sigma=P.sigma, ascent_lr=P.ascent_lr, progress=progress)
-    return Owner(model, key, values,
-                 unmarked=train(cfg, progress=progress),
+    unmarked = train(cfg, progress=progress)
+    others = {"unwatermarked": unmarked,
+              **{f"seed {s}": train(P.train_config(model, dataset, s), progress=progress)
+                 for s in _independent_seeds(P, seed)}}
+    return Owner(model, key, values, others=others,
+                 unmarked=unmarked,
                  naive=W.watermark(cfg, key, values, robust=False, lam=P.lam, **kw),
                  robust=W.watermark(cfg, key, values, robust=True, lam=P.lam, **kw),
                  extra={lam_label(lam): W.watermark(cfg, key, values, robust=True, lam=lam, **kw)
@@ -254,7 +294,7 @@ def functionality_table(owners: dict[str, Owner], test: D.TensorData) -> pd.Data
     rows = []
     for name, o in owners.items():
         for emb, t in (("unwatermarked", o.unmarked), *o.embedded().items()):
-            v = o.verdict(t.model)
+            v = o.verdict(t.model, emb)
             rows.append({"model": MODEL_NAMES[name], "embedding": emb, "test accuracy": 100 * _acc(t, test),
                          "correlation": v.score, "p-value": v.p_value, "claimed": "yes" if v.passed else "no",
                          "training (min)": t.record["seconds"] / 60})
@@ -293,8 +333,8 @@ def fine_tuning(P: TartaglioneSettings, owners: dict[str, Owner], split: D.Split
     for name, o in owners.items():
         for emb, t in o.embedded().items():
             for lr in P.ft_lrs:
-                def on_epoch(epoch, model, o=o):
-                    return {"correlation": o.score(model), "accuracy": 100 * accuracy(model, split.eval.x, split.eval.y)}
+                def on_epoch(epoch, model, o=o, emb=emb):
+                    return {"correlation": o.score(model, emb), "accuracy": 100 * accuracy(model, split.eval.x, split.eval.y)}
                 ft = attacks.fine_tune(t, "FTAL", split.attack, epochs=P.ft_epochs, lr=lr, augment=augment,
                                        seed=seed, on_epoch=on_epoch, progress=progress)
                 for h in ft.record["history"]:
@@ -314,7 +354,7 @@ def compression_table(P: TartaglioneSettings, owners: dict[str, Owner], test: D.
                 for level in levels:
                     a = make(t, level)
                     rows.append({"model": MODEL_NAMES[name], "embedding": emb, "attack": attack, "level": level,
-                                 "correlation": o.score(a.model), "accuracy": 100 * _acc(a, test)})
+                                 "correlation": o.score(a.model, emb), "accuracy": 100 * _acc(a, test)})
     return pd.DataFrame(rows)
 
 
@@ -331,10 +371,10 @@ def valley_table(P: TartaglioneSettings, owners: dict[str, Owner], test: D.Tenso
             for s in P.key_noise:
                 a = attacks.noise_at(t, where, s * spread, seed=seed)
                 rows.append({"model": MODEL_NAMES[name], "embedding": emb, "key weights": f"+ noise {s:g}·std",
-                             "noise": s, "correlation": o.score(a.model), "accuracy lost": base - 100 * _acc(a, test)})
+                             "noise": s, "correlation": o.score(a.model, emb), "accuracy lost": base - 100 * _acc(a, test)})
             a = attacks.set_at(t, where, 0.0)
             rows.append({"model": MODEL_NAMES[name], "embedding": emb, "key weights": "set to 0",
-                         "noise": np.inf, "correlation": o.score(a.model), "accuracy lost": base - 100 * _acc(a, test)})
+                         "noise": np.inf, "correlation": o.score(a.model, emb), "accuracy lost": base - 100 * _acc(a, test)})
     return pd.DataFrame(rows)
 
 
@@ -354,10 +394,29 @@ def informed_attack(P: TartaglioneSettings, owners: dict[str, Owner], split: D.S
                                              augment=augment, seed=seed, progress=progress)
                 after = 100 * _acc(repaired, split.eval)
                 rows.append({"model": MODEL_NAMES[name], "embedding": emb, "fraction reset": f,
-                             "correlation": o.score(reset.model), "accuracy lost": base - 100 * _acc(reset, split.eval),
-                             "correlation, repaired": o.score(repaired.model), "accuracy lost, repaired": base - after,
-                             "claimed, repaired": "yes" if o.verdict(repaired.model).passed else "no"})
+                             "correlation": o.score(reset.model, emb), "accuracy lost": base - 100 * _acc(reset, split.eval),
+                             "correlation, repaired": o.score(repaired.model, emb), "accuracy lost, repaired": base - after,
+                             "claimed, repaired": "yes" if o.verdict(repaired.model, emb).passed else "no"})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- zero-cost edits
+def zero_cost(owners: dict[str, Owner], test: D.TensorData, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each zero-cost edit of the robust embedding's file (:func:`wmlib.zerocost.study`), read as
+    the poster extracts and aligned to the owner's file (calibrated threshold); the never-watermarked
+    models read both ways (:func:`wmlib.zerocost.independents`). Tables indexed by (model, edit)
+    and (model, network)."""
+    studies, nulls = [], []
+    for name, o in owners.items():
+        def paper(t, o=o):
+            return o.verdict(t.model, "robust", align=False)
+
+        def ours(t, o=o):
+            return o.verdict(t.model, "robust")
+        studies.append(pd.concat({MODEL_NAMES[name]: zerocost.study(o.robust, paper, test, verify_aligned=ours,
+                                                                    seed=seed)}, names=["model"]))
+        nulls.append(pd.concat({MODEL_NAMES[name]: zerocost.independents(o.others, paper, ours)}, names=["model"]))
+    return pd.concat(studies), pd.concat(nulls)
 
 
 # ----------------------------------------------------------------------------- the poster's claims
@@ -451,4 +510,5 @@ def banner(P: TartaglioneSettings, dataset: str, profile: str, split: D.Splits, 
 
 __all__ = ["PAPER", "EMBEDDINGS", "MODEL_NAMES", "TartaglioneSettings", "TartaglioneTargets", "SETTINGS",
            "Owner", "owner", "lam_label", "style", "train_models", "key_table", "functionality_table", "add_checks", "fine_tuning",
-           "compression_table", "valley_table", "informed_attack", "claim_rows", "informed_rows", "banner"]
+           "compression_table", "valley_table", "informed_attack", "zero_cost", "claim_rows",
+           "informed_rows", "banner"]

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .. import certspace
 from .. import data as D
+from ..align import aligned
 from ..cache import key_hash, memo
 from ..files import atomic_save, cache_dir
 from ..certify import (
@@ -278,7 +279,8 @@ class SmoothedVotes(Votes):
 
 
 def smoothed_votes(model: Trained, ip: TriggerSet, *, sigma: float, m: int, seed: int = 0,
-                   space: str = "folded", progress: bool = False, prefixes=()) -> SmoothedVotes:
+                   space: str = "folded", progress: bool = False, prefixes=(),
+                   owner: Trained | None = None) -> SmoothedVotes:
     """:func:`wmlib.certify.noisy_votes` of a cached model on an IP set, itself cached (JSON) by the
     model's hash, the IP set, σ, m, the seed, the space and the device type (the noise differs by
     device).
@@ -288,7 +290,15 @@ def smoothed_votes(model: Trained, ip: TriggerSet, *, sigma: float, m: int, seed
     parameters), so the certificate covers every tensor a thief could edit; ``"parameters"`` is
     the papers' certificate, over ``model.parameters()`` only (buffers outside it). With one
     seed, the votes for m' < m draws are those of the first m' draws of m: when this pass runs,
-    it also caches the votes of each m' in ``prefixes`` (seconds 0: no pass of their own)."""
+    it also caches the votes of each m' in ``prefixes`` (seconds 0: no pass of their own).
+
+    ``owner``: the owner's file; the votes are then those of the suspect aligned to it
+    (:func:`wmlib.align.aligned`), so that rescaling units or batch norms — which keeps every
+    prediction but makes the same σ relatively larger or smaller — cannot change the verdict, and
+    the certificate covers every file whose aligned form lies within its radius. None: the file as
+    it is (the papers' verification)."""
+    if owner is not None and model.hash != owner.hash:
+        model = aligned(model, owner)
     device = default_device()
     certspace.check_space(space)
 

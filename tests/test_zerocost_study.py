@@ -1,0 +1,180 @@
+"""Verification after zero-cost edits (wmlib.zerocost, the alignment hooks of the schemes): an edit
+that keeps every prediction erases the white-box verifications as the papers read the file, and
+alignment to the owner's file claims it again; an independent model stays unclaimed aligned."""
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from wmlib import attacks, zerocost
+from wmlib import data as D
+from wmlib.align import aligned
+from wmlib.models import build_model
+from wmlib.schemes import ipcert
+from wmlib.schemes import weights as W
+from wmlib.schemes.adi import TriggerSet
+from wmlib.train import TrainConfig, Trained, predict, train
+
+
+def _trained(model, name):
+    return Trained(model.eval(), {"key": {"test": name}, "hash": f"test-{name}"})
+
+
+def _embedded(seed):
+    """LeNet5-caffe (untrained) with the payload written at the key positions: correlation 1."""
+    torch.manual_seed(seed)
+    model = build_model("lenet5_caffe", "mnist")
+    key = W.make_key(model, seed=0)
+    values = W.payload(seed=0, scale=1.0)      # SF = 1, the smoke and cpu profiles' (about 100 x the weights)
+    W.embed_values(model, key, values)
+    return _trained(model, f"lenet-{seed}"), key, values
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    return _embedded(0)
+
+
+@pytest.fixture(scope="module")
+def others():
+    """Four never-watermarked LeNet5-caffe (independent initialisations): the aligned null."""
+    out = {}
+    for s in (11, 12, 13, 14):
+        torch.manual_seed(s)
+        out[f"seed {s}"] = _trained(build_model("lenet5_caffe", "mnist"), f"indep-{s}")
+    return out
+
+
+def _readings(owner, key, values, others):
+    """The paper's extraction, and ours: aligned, its threshold calibrated on the others aligned
+    (a model of the null left out of its own calibration)."""
+    null = {n: W.correlation(t.model, key, values, owner=owner.model)[0] for n, t in others.items()}
+
+    def paper(t):
+        return W.extract(t.model, key, values)
+
+    def ours(t):
+        return W.extract(t.model, key, values, owner=owner.model,
+                         null=[r for n, r in null.items() if others[n].model is not t.model])
+    return paper, ours, null
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (64, 1, 28, 28), generator=gen, dtype=torch.uint8)
+    return x
+
+
+def test_tartaglione_extraction_erased_by_edits_and_restored_by_alignment(lenet, others, test_images):
+    owner, key, values = lenet
+    paper, ours, _ = _readings(owner, key, values, others)
+    test = D.TensorData(test_images, predict(owner.model, test_images))
+    table = zerocost.study(owner, paper, test, verify_aligned=ours)
+    assert table.loc["none (the owner's file)", "score"] > 1 - 1e-6
+    edited = table.iloc[1:]
+    assert set(edited.index) == {"permute units", "scale units", "dummy units (zero)", "dummy units (clique)",
+                                 "dummy units (split)", "all of them"}     # no batch norm in LeNet5-caffe
+    # every edit keeps the predictions on the images (the same labels: accuracy 100 %)
+    assert (edited["test accuracy"] == 100.0).all()
+    assert (edited["largest logit change"] < 1e-5).all()
+    # the paper's reading: a permutation moves every key position, the correlation falls under the threshold
+    for edit in ("permute units", "all of them"):
+        assert table.loc[edit, "claimed"] == "no"
+        assert abs(table.loc[edit, "score"]) < table.loc[edit, "threshold"]
+    # aligned to the owner's file: each edit claimed, the permutation and scaling read back exactly
+    # (measured on this untrained network: zero dummies 0.86, every other edit 1.000)
+    assert (edited["claimed, aligned"] == "yes").all()
+    assert (edited["score, aligned"] > 0.8).all()
+    assert (edited.loc[["permute units", "scale units", "all of them"], "score, aligned"] > 1 - 1e-4).all()
+    assert (table["threshold, aligned"] >= table["threshold"]).all()     # never below the paper's
+    f = zerocost.erased_and_restored(table)
+    assert f == {"erased": True, "restored": True, "accuracy kept": True}
+    sentence = zerocost.finding(table)
+    assert "every edited file is claimed" in sentence and "leave the file unclaimed" in sentence
+    assert sentence.startswith("No edit changes the test accuracy by more than 0 points")
+
+
+def test_extract_owner_argument_aligns_and_says_so(lenet, others):
+    owner, key, values = lenet
+    _, ours, null = _readings(owner, key, values, others)
+    edited = attacks.zero_cost_edit(owner, seed=3)
+    raw = W.extract(edited.model, key, values)
+    with pytest.raises(ValueError, match="null is None"):     # an aligned reading without its null
+        W.extract(edited.model, key, values, owner=owner.model)
+    back = ours(edited)
+    assert not raw.passed and raw.alignment is None
+    assert back.passed and back.score > 1 - 1e-4
+    assert back.threshold == max(W.threshold(len(key)), W.calibrated_threshold(list(null.values()))[0])
+    assert "units moved" in back.alignment and "dummy units removed" in back.alignment
+    assert "aligned:" in back.describe()
+
+
+def test_calibrated_threshold_is_students_prediction_bound():
+    null = [0.01, -0.02, 0.03, 0.0, -0.01]
+    thr, mean, scale = W.calibrated_threshold(null, alpha=0.01)
+    assert mean == pytest.approx(np.mean(null))
+    assert scale == pytest.approx(np.std(null, ddof=1) * np.sqrt(1 + 1 / 5))
+    assert thr == pytest.approx(mean + stats.t.ppf(0.99, 4) * scale)
+    for bad in ([0.1, 0.2], [0.1, np.nan, 0.2, 0.3]):
+        with pytest.raises(ValueError, match="at least 3"):
+            W.calibrated_threshold(bad)
+
+
+def test_alignment_on_every_weight_copies_the_payload_into_an_independent_model(lenet, others):
+    """What the key's exclusion prevents: matched on every weight, an independent model aligned
+    to the owner's file reads back a correlation far above the paper's threshold; with the key left
+    out (the extraction's alignment), about 0."""
+    owner, key, values = lenet
+    t = others["seed 11"]
+    full = W.read_values(aligned(t, owner).model, key).numpy()
+    copied = stats.pearsonr(full, values.double().numpy()).statistic
+    masked = W.correlation(t.model, key, values, owner=owner.model)[0]
+    assert copied > 3 * W.threshold(len(key))
+    assert abs(masked) < W.threshold(len(key))
+
+
+def test_independent_models_aligned_are_not_claimed(lenet, others):
+    """Matching an independent model's units to the owner's pulls its weights towards the owner's;
+    with the key left out of the matching, none of them is claimed, aligned or not."""
+    owner, key, values = lenet
+    paper, ours, _ = _readings(owner, key, values, others)
+    table = zerocost.independents(others, paper, ours)
+    assert (table["claimed"] == "no").all() and (table["claimed, aligned"] == "no").all()
+    assert (table["score, aligned"].abs() < table["threshold"]).all()
+    study = zerocost.study(owner, paper, D.TensorData(torch.zeros(1, 1, 28, 28, dtype=torch.uint8),
+                                                      torch.zeros(1, dtype=torch.long)), verify_aligned=ours)
+    assert "none is claimed" in zerocost.finding(study, table)
+
+
+def test_smoothed_votes_batchnorm_rescaling_and_alignment(tmp_path, monkeypatch):
+    """The certified watermarks' reading (votes of noisy copies of the file at a fixed σ): the
+    batch-norm rescaling of the issue (every conv × 0.1, running statistics accordingly) keeps
+    every prediction but makes σ ten times larger relative to those weights, and the matching rate
+    collapses; aligned to the owner's file, the votes are the owner's again."""
+    monkeypatch.setenv("WMLIB_CACHE", str(tmp_path))
+    owner = train(TrainConfig(model="cifar_cnn", dataset="mnist", epochs=1, lr=0.05, n_train=512, seed=0),
+                  progress=False)
+    model = owner.model
+    x = D.splits("mnist", n_train=10, n_attack=10, n_test=20).eval.x
+    ip = TriggerSet(x, predict(model, x), "test images, the owner's labels")
+    edited = attacks.rescale_batchnorm(owner, 0.1)
+    assert edited.record["max_logit_change"] <= 1e-4 * edited.record["logit_scale"]
+    sigma, m = 0.01, 30
+
+    def mr(t, **kw):
+        v = ipcert.smoothed_votes(t, ip, sigma=sigma, m=m, seed=0, **kw)
+        return float((v.labels == ip.y.numpy()).mean())
+
+    base = mr(owner)
+    raw = mr(edited)
+    back = mr(edited, owner=owner)
+    assert base >= 0.9
+    assert raw <= base - 0.5          # measured: 1.00 → 0.00
+    assert back == pytest.approx(base, abs=0.05)
+    # the aligned suspect is the owner's file up to float rounding
+    a = aligned(edited, owner)
+    gap = max(float((p - q).abs().max()) for p, q in zip(a.model.state_dict().values(), model.state_dict().values())
+              if p.is_floating_point())
+    assert gap < 1e-4
+    assert np.isfinite(a.record["alignment"].distance) and a.record["alignment"].distance < 1e-3
