@@ -22,7 +22,7 @@ def test_settings_for_every_profile_and_tiny_keeps_the_models():
     paper = papers.settings("adi2018", "paper", "cifar10")
     assert (paper.model, paper.lr, paper.epochs, paper.trigger_per_batch) == ("resnet18", 0.1, 60, 2)
     tiny = paper.tiny()
-    assert (tiny.model, tiny.lr, tiny.schedule, tiny.trigger_per_batch) == ("resnet18", 0.1, "step", 2)
+    assert (tiny.model, tiny.lr, tiny.schedule, tiny.trigger_per_batch) == ("resnet18_narrow", 0.1, "step", 2)
     assert tiny.epochs == tiny.pretrained_epochs == tiny.attack_epochs == tiny.transfer_epochs == 1
     assert max(tiny.n_train, tiny.n_attack, tiny.n_test, tiny.transfer_n) <= 100
     assert tiny.targets.asserted("max_nowm_trigger") and not tiny.targets.asserted("min_wm_trigger")

@@ -61,7 +61,7 @@ def test_settings_of_every_profile_and_tiny():
     paper = papers.settings("ipcert2023", "paper", "cifar10")
     assert (paper.model, paper.sigma_wm, paper.m, paper.nonstolen, paper.pgd_iters) == ("resnet18", 1.0, 10_000, 50, 1000)
     tiny = paper.tiny()
-    assert tiny.model == "resnet18" and tiny.sigma_wm == paper.sigma_wm and tiny.lr == paper.lr
+    assert tiny.model == "resnet18_narrow" and tiny.sigma_wm == paper.sigma_wm and tiny.lr == paper.lr
     assert tiny.nonstolen == 2 and tiny.epochs == 1 and tiny.n_train == 64 and tiny.pgd_iters == 2
     assert 2 <= tiny.m <= 4 and tiny.m_mr == 2 and tiny.targets == S.SMOKE_TARGETS
     assert all(len(getattr(tiny, f.name)) <= 2 for f in fields(tiny) if f.name.endswith("_sweep"))

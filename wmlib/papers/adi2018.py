@@ -19,6 +19,7 @@ import torch
 
 from .. import attacks
 from .. import data as D
+from ..models import narrow
 from ..report import tidy
 from ..results import Row, claimed, ours_only
 from ..schemes import adi
@@ -90,10 +91,11 @@ class AdiSettings(Settings):
                            schedule=self.schedule, n_train=self.n_train, seed=seed)
 
     def tiny(self) -> "AdiSettings":
-        """The same models and every step at a size that runs in seconds on a CPU: one epoch of
+        """The same models (ResNet-18 at 1/8 width, :data:`wmlib.models.NARROW`) and every step at a
+        size that runs in seconds on a CPU: one epoch of
         one batch (50 images) for each training, attack and transfer, 30 test images, 10 trigger
         images; sanity bounds for targets (a test that the profile still runs)."""
-        return self.replace(n_train=50, n_attack=50, n_test=30, epochs=1, pretrained_epochs=1,
+        return self.replace(model=narrow(self.model), n_train=50, n_attack=50, n_test=30, epochs=1, pretrained_epochs=1,
                             attack_epochs=1, transfer_n=50, transfer_epochs=1, n_trigger=10,
                             targets=TINY_TARGETS)
 

@@ -26,6 +26,7 @@ import torch
 from .. import attacks, certspace
 from .. import claims as C
 from .. import data as D
+from ..models import narrow
 from ..results import Row, claimed, ours_only
 from ..schemes import bansal as B
 from ..schemes.adi import TriggerCycler, TriggerSet
@@ -163,10 +164,11 @@ class BansalSettings(Settings):
 
     def tiny(self) -> "BansalSettings":
         """Every step of the notebook at a size that runs in about a minute on a CPU with the
-        profile's own model: one trigger kind of 10 images, the study at the profile's σ only, 64
+        profile's own model (ResNet-18 at 1/8 width, :data:`wmlib.models.NARROW`): one trigger kind of 10 images, the study at the profile's σ only, 64
         owner images for two epochs (the curriculum acts in the second), two levels of two draws, 32
         attacker images, a handful of noise draws, one adversary radius of two PGD steps; smoke targets."""
-        return self.replace(kinds=(self.attack_kind,), study_kind=self.attack_kind, sigma_study=(self.sigma,),
+        return self.replace(model=narrow(self.model), kinds=(self.attack_kind,), study_kind=self.attack_kind,
+                            sigma_study=(self.sigma,),
                             n_trigger=10, n_train=64, n_attack=32, n_test=30, epochs=2, warmup=1, levels=2, draws=2,
                             every=1, m=8, m_study=4, attack_epochs=1, wb_draws=2, adv_radii=self.adv_radii[:1],
                             adv_iters=2, adv_val_batch=16, adaptive_draws=1, adaptive_iters=2, m_check=2,

@@ -55,6 +55,7 @@ import pandas as pd
 
 from .. import attacks, certspace
 from .. import data as D
+from ..models import narrow
 from ..certify import matching_rate
 from ..schemes import ipcert
 from ..schemes.adi import TriggerSet
@@ -189,14 +190,15 @@ class IPCertSettings(Settings):
                                     ip_batch=self.noise_ip_batch, clip=self.noise_clip)
 
     def tiny(self) -> "IPCertSettings":
-        """The same models (architecture, optimiser, σ) and every step of the notebook at a size
+        """The same models (architecture at 1/8 width for ResNet-18, :data:`wmlib.models.NARROW`;
+        optimiser, σ) and every step of the notebook at a size
         that a CPU runs in minutes (ResNet-18 costs ≈ 0.1 s per training image there): 10 of the
         trigger images and 5 fingerprints, 64 owner images (one step) for one epoch, two non-stolen
         models, one epoch of post-processing on 20 images, 30 test images, 2–4 noise draws, one PGD radius at 2 iterations on 20
         validation images (the λ "sweep" reuses it), two buffer steps on 20 images, two points of
         the other sweeps; the smoke profile's targets (sanity bounds)."""
         return self.replace(
-            n_trigger=10, trigger_per_batch=5, n_train=64, epochs=1, nonstolen=2, nonstolen_epochs=1, n_post=20, post_epochs=1,
+            model=narrow(self.model), n_trigger=10, trigger_per_batch=5, n_train=64, epochs=1, nonstolen=2, nonstolen_epochs=1, n_post=20, post_epochs=1,
             noise_draws=1, noise_every=2, noise_ip_batch=10,
             fp_n=5, fp_steps=2, m=4, m_curve=2, m_mr=2, m_sweep=(2,),
             pgd_radii=self.pgd_radii[:1], pgd_iters=2, pgd_val_batch=10, n_val=20,
