@@ -222,12 +222,8 @@ glue("informed", informed)
 zc_raw, zc_null_raw = tg.zero_cost(owners, split.eval, seed=seed)
 glue("zerocost_finding", " ".join(zerocost.finding(zc_raw.xs(m), zc_null_raw.xs(m)) for m in zc_raw.index.unique(0)),
      display=False)
-zc_table = zerocost.tidy(zc_raw, "correlation")
-zc_table.columns.name = f"robust embedding, profile {profile}"
-glue("zerocost", zc_table)
-zc_null = zerocost.tidy(zc_null_raw, "correlation")
-zc_null.columns.name = f"never watermarked, profile {profile}"
-glue("zerocost_null", zc_null)
+glue("zerocost", zerocost.tidy(zc_raw, "correlation"))
+glue("zerocost_null", zerocost.tidy(zc_null_raw, "correlation"))
 for m in zc_raw.index.unique(0):
     found = zerocost.erased_and_restored(zc_raw.xs(m))
     checks.add(f"{m}: every zero-cost edit is claimed after alignment", found["restored"],

@@ -63,12 +63,6 @@ def _mask_rows(masks, e: units.Entry, n: int) -> torch.Tensor | None:
     return masks[e.name].index_select(e.axis, e.index()).movedim(e.axis, 0).reshape(n, -1)
 
 
-def _robust_level(t: torch.Tensor) -> float:
-    """4 robust standard deviations (1.4826 × the median absolute deviation) of a tensor's values."""
-    v = t.detach().double().flatten()
-    return float(4 * 1.4826 * (v - v.median()).abs().median()) or float(v.abs().max()) or 1.0
-
-
 def canonicalise(model: nn.Module, groups: list[units.Group], masks=None) -> dict[tuple[int, int], torch.Tensor]:
     """Rescale ``model`` in place to its canonical scale (module docstring); returns the factor
     applied per (group, site), in forward order (a site's factor depends on earlier sites).
@@ -144,12 +138,13 @@ def _permuted(t: torch.Tensor, entry: units.Entry, perm: torch.Tensor) -> torch.
     return t.index_copy(entry.axis, entry.index(), t.index_select(entry.axis, entry.index(perm)))
 
 
-def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, clip=None, masks=None):
+def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, masks=None):
     """Σ over the tensors of group ``g`` of ⟨owner unit i, suspect unit j⟩, the suspect's other
     axes permuted by the current ``perms`` (Git Re-Basin weight matching); with ``allowed``, only
     the tensors whose other axes belong to those groups. None when no tensor qualifies."""
     n = groups[g].size
     cost, used = torch.zeros(n, n, dtype=torch.float64), False
+    parts_a, parts_b = [], []
     for e in groups[g].entries:
         others = [(h, e2) for h, e2 in touch[e.name] if h != g and e2.axis != e.axis]
         if allowed is not None and any(h not in allowed for h, _ in others):
@@ -162,11 +157,26 @@ def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, clip=Non
         rows = _mask_rows(masks, e, n)                 # the secret positions of the unit each suspect unit
         if rows is not None:                           # is matched to now: left out too
             b = b.masked_fill(rows[torch.argsort(perms[g])], 0.0)
-        if clip is not None and e.name in clip:        # outliers (a payload) weigh as much as a large weight
-            a, b = a.clamp(-clip[e.name], clip[e.name]), b.clamp(-clip[e.name], clip[e.name])
-        cost += a @ b.T
+        if masks is not None:
+            parts_a.append(a)
+            parts_b.append(b)
+        else:
+            cost += a @ b.T
         used = True
+    if masks is not None and used:     # each unit as one vector, outliers clipped, compared by cosine
+        a, b = _robust_unit(torch.cat(parts_a, 1)), _robust_unit(torch.cat(parts_b, 1))
+        cost = a @ b.T
     return cost if used else None
+
+
+def _robust_unit(rows: torch.Tensor) -> torch.Tensor:
+    """Each row clipped to four robust standard deviations of its own values (1.4826 × their median
+    absolute deviation; unclipped when that is 0) and scaled to norm 1: a few large outliers (a
+    payload far larger than the trained weights) neither dominate a unit nor set its scale."""
+    mad = (rows - rows.median(1, keepdim=True).values).abs().median(1, keepdim=True).values
+    level = torch.where(mad > 0, 4 * 1.4826 * mad, torch.full_like(mad, float("inf")))
+    rows = torch.maximum(torch.minimum(rows, level), -level)
+    return rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-300)
 
 
 def _assign(cost: torch.Tensor) -> torch.Tensor:
@@ -174,8 +184,7 @@ def _assign(cost: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(cols, dtype=torch.long)
 
 
-def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_rounds: int, seed: int, clip=None,
-                   masks=None):
+def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_rounds: int, seed: int, masks=None):
     touch = {}
     for gi, g in enumerate(groups):
         for e in g.entries:
@@ -183,9 +192,9 @@ def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_round
     if first_pass:                           # forward order, each group from what is matched already
         done = set()
         for gi in range(len(groups)):
-            cost = _weight_cost(owner, suspect, groups, perms, gi, touch, allowed=done, clip=clip, masks=masks)
+            cost = _weight_cost(owner, suspect, groups, perms, gi, touch, allowed=done, masks=masks)
             if cost is None:
-                cost = _weight_cost(owner, suspect, groups, perms, gi, touch, clip=clip, masks=masks)
+                cost = _weight_cost(owner, suspect, groups, perms, gi, touch, masks=masks)
             perms[gi] = _assign(cost)
             done.add(gi)
     gen = torch.Generator().manual_seed(seed)
@@ -193,7 +202,7 @@ def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_round
     for rounds in range(1, max_rounds + 1):
         moved = False
         for gi in torch.randperm(len(groups), generator=gen).tolist():
-            new = _assign(_weight_cost(owner, suspect, groups, perms, gi, touch, clip=clip, masks=masks))
+            new = _assign(_weight_cost(owner, suspect, groups, perms, gi, touch, masks=masks))
             if not torch.equal(new, perms[gi]):
                 perms[gi], moved, changed[gi] = new, True, True
         if not moved:
@@ -250,12 +259,6 @@ def _on_cpu(model: nn.Module) -> nn.Module:
     return model if t is None or t.device.type == "cpu" else copy.deepcopy(model).cpu()
 
 
-def _clip_levels(model: nn.Module, names) -> dict[str, float]:
-    """Per tensor: :func:`_robust_level` of its values."""
-    state = model.state_dict()
-    return {name: _robust_level(state[name]) for name in names}
-
-
 def _masks(model: nn.Module, ignore: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per tensor of ``ignore``: a boolean tensor of its shape, True at the flat (row-major)
     positions ``ignore[name]``."""
@@ -295,10 +298,10 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
     — a secret written into the weights (Tartaglione et al.'s key): matched on, it would be copied
     into an unrelated suspect (measured: an unwatermarked LeNet5-caffe aligned on all weights read
     back with correlation 0.37, p ≈ 1e-107). The suspect's values are left out at the same places
-    of the unit each suspect unit is currently matched to, and both sides' values in those tensors
-    are clipped to four robust standard deviations, so that the suspect's own copy of the secret
-    (large outliers at permuted places) does not pull the matching either. The scales are still
-    the owner's.
+    of the unit each suspect unit is currently matched to, and units are compared by the cosine of
+    their values clipped to four robust standard deviations of each unit, so that neither the
+    suspect's own copy of the secret (large outliers at permuted places) nor the scale it gives a
+    unit pulls the matching. The scales are set without the secret positions, to the owner's.
     A suspect that is not a transform of the owner's architecture raises ``ValueError``."""
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; accepted values: {list(METHODS)}")
@@ -318,7 +321,6 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
     owner_factors = canonicalise(own, go)
     masks = _masks(own, ignore) if ignore else None
     ref = _masked(own, masks) if ignore else own        # what the permutations are matched to
-    clip = _clip_levels(ref, ignore) if ignore else None
     work = copy.deepcopy(suspect).eval()
     canonicalise(work, gs)
     shape = units.input_shape(owner)
@@ -351,7 +353,7 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
         how = ["activations"] * len(go)
     if method in ("weights", "both"):
         report.rounds, changed = _match_weights(ref, work, go, perms, first_pass=method == "weights",
-                                                max_rounds=max_rounds, seed=seed, clip=clip, masks=masks)
+                                                max_rounds=max_rounds, seed=seed, masks=masks)
         if method == "both":
             how = ["activations, then weights" if changed.get(i) else "activations" for i in range(len(go))]
     for gi, g in enumerate(gs):

@@ -112,12 +112,22 @@ def erased_and_restored(table: pd.DataFrame) -> dict[str, bool]:
             "accuracy kept": bool((edited["test accuracy"] - table["test accuracy"].iloc[0]).abs().max() <= 0.01)}
 
 
+SHORT = {"test accuracy": "test acc. (%)", "largest logit change": "logit change", "distance moved": "moved",
+         "score": "score", "claimed": "claimed", "threshold, aligned": "threshold, aligned",
+         "score, aligned": "score, aligned", "claimed, aligned": "claimed, aligned"}
+"""The columns a page shows, by their short names (the paper's threshold goes to the header, what
+alignment did stays in the record): a table within the text column."""
+
+
 def tidy(table: pd.DataFrame, score_unit: str) -> pd.DataFrame:
-    """A :func:`study` or :func:`independents` table as pages show it: accuracy in %, the verdict's
-    score and threshold in ``score_unit`` (:func:`wmlib.report.format_value`)."""
+    """A :func:`study` or :func:`independents` table as pages show it (:data:`SHORT`): accuracy in
+    %, the verdict's score and thresholds in ``score_unit`` (:func:`wmlib.report.format_value`),
+    the paper's threshold named in the header."""
     units = {"test accuracy": "%", "largest logit change": "", "distance moved": "", "threshold": score_unit,
              "score": score_unit, "threshold, aligned": score_unit, "score, aligned": score_unit}
-    return report.tidy(table, units)
+    out = report.tidy(table[[c for c in SHORT if c in table.columns]], units).rename(columns=SHORT)
+    out.columns.name = f"paper's threshold {report.format_value(float(table['threshold'].iloc[0]), score_unit)}"
+    return out
 
 
 def _names(index) -> str:

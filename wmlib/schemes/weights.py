@@ -218,9 +218,7 @@ def extract(model: nn.Module, key: Key, values: torch.Tensor, alpha: float = ALP
     with ``owner``, the threshold is the larger of the paper's and the one calibrated on ``null``,
     the aligned correlations of never-watermarked models (:func:`calibrated_threshold` at
     ``null_alpha``), and the p-value the larger of the two. Without ``null`` an aligned reading
-    is refused. Measured limit: with the payload 1,000 times the weights (SF = 0.1 on an
-    untrained LeNet5-caffe) the matching no longer recovers a permuted copy (correlation 0.13);
-    at SF = 1 (our smoke and cpu profiles) it recovers every edit exactly."""
+    is refused."""
     if owner is not None and null is None:
         raise ValueError("null is None: an aligned extraction needs the aligned correlations of independent "
                          "models to set its threshold (calibrated_threshold)")
