@@ -184,7 +184,8 @@ def _read_and_aligned(edited: pd.DataFrame) -> str:
     erased = edited.index[edited["claimed"] == "no"]
     out = [f"Read as the paper reads it, {len(erased)} of the {len(edited)} edits leave the file unclaimed "
            f"({_names(erased)})" if len(erased) else
-           f"Read as the paper reads it, the file is still claimed after each of the {len(edited)} edits"]
+           f"Read as the paper reads it, the file is still claimed after "
+           + ("the one edit" if len(edited) == 1 else f"each of the {len(edited)} edits")]
     back = edited.index[edited["claimed, aligned"] == "yes"]
     if len(back) == len(edited):
         out.append("; aligned to the owner's file first, every edited file is claimed.")

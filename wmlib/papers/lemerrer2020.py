@@ -446,7 +446,8 @@ def zero_cost(exp: Experiment, marks: pd.DataFrame, *, seed: int = 0,
         try:
             units.describe(r.model.model)
         except ValueError as err:
-            skipped[net] = f"wmlib.units cannot describe its units ({str(err).split(' (known')[0]})"
+            reason = str(err).split(" (known")[0].split(": ", 1)[-1]
+            skipped[net] = f"its units cannot be described ({reason})"
             continue
 
         def verify(t: Trained, key=r.key):
