@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from wmlib import attacks, data, papers, report, results
+from wmlib import attacks, data, papers, report, results, zerocost
 from wmlib.device import default_device
 from wmlib.papers import adi2018
 from wmlib.schemes import adi
@@ -235,6 +235,30 @@ transfer = report.comparison(tl_rows, profile).drop(columns=["unit", "gap", "not
 transfer.columns.name = f"accuracy (%), ours at profile {profile}"
 glue("transfer", transfer)
 print("new task:", task.description)
+
+# %% [markdown]
+# ## Zero-cost edits: the file changed, not one prediction
+#
+# A thief can edit the file without changing what the network computes: reorder the units of a
+# layer (and the next layer's inputs with them), rescale each unit by a positive factor across its
+# ReLU, rescale a convolution into its batch norm where it has one, or pad a layer with dummy units
+# whose outgoing weights are zero, cancel or split a copy. Verification here only queries the model on the
+# trigger set, so by construction no such edit can change its verdict; the table measures it
+# rather than assuming it, on FROMSCRATCH (the model the attacks start from), read as the paper
+# reads the model and after aligning the file to the owner's (`wmlib.align`), as a verification
+# that reads the weights would have to.
+# A smoke run applies only a permutation and the batch-norm rescaling (`zerocost.SMOKE_EDITS`).
+
+# %%
+zc_only = zerocost.SMOKE_EDITS if claim_profile == "smoke" else None     # smoke: two edits, not all
+zc_raw = adi2018.zero_cost({"FROMSCRATCH": scratch}, trigger, classes, split.test, seed=seed, only=zc_only)
+glue("zerocost_finding", " ".join(f"{m}: {zerocost.finding(zc_raw.xs(m))}" for m in zc_raw.index.unique(0)),
+     display=False)
+zc_table = zerocost.tidy(zc_raw, "rate")
+zc_table.columns.name = f"trigger-set accuracy (fraction), profile {profile}, {zc_table.columns.name}"
+glue("zerocost", zc_table)
+for m in zc_raw.index.unique(0):
+    zerocost.add_checks(checks, zc_raw.xs(m), f"{m}: ", as_read=True)
 
 # %% [markdown]
 # ## Checks

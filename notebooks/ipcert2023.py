@@ -54,7 +54,7 @@ import pandas as pd
 import torch
 from myst_nb import glue
 
-from wmlib import certspace, claims, data, papers, report, results
+from wmlib import certspace, claims, data, papers, report, results, zerocost
 from wmlib.certify import matching_rate
 from wmlib.device import default_device
 from wmlib.models import count_parameters
@@ -670,6 +670,29 @@ verdict_table.columns.name = f"profile {run_name}; claimed at smoothed MR ≥ {P
 glue("verdicts", verdict_table)
 
 # %% [markdown]
+# ## Zero-cost edits: the file changed, not one prediction
+#
+# A thief can edit the file without changing what the network computes: reorder the units of a
+# layer, rescale each unit by a positive factor across its ReLU, rescale a convolution into its
+# batch norm, or pad a layer with dummy units. Not one prediction changes, but the smoothed
+# verification draws noise of a fixed σ on the file: shrinking a layer's weights tenfold makes the
+# same σ ten times larger relative to them. The table applies each edit to both targets (the
+# noise-trained watermark with its trigger set, the fingerprinted clean model with its
+# fingerprints) and verifies them as the paper does (the file as it is, `m_mr` draws) and with the
+# suspect aligned to the owner's file first (`owner=`), so that the certificate then covers every
+# file whose aligned form lies within R of the owner's.
+# A smoke run applies only a permutation and the batch-norm rescaling (`zerocost.SMOKE_EDITS`).
+
+# %%
+zc_only = zerocost.SMOKE_EDITS if profile == "smoke" or tiny else None     # smoke: two edits, not all
+zc_raw = steps.zero_cost(P, {k: (smoothed_target[k], ips[k]) for k in ips}, evalset, seed=seed, only=zc_only)
+glue("zerocost_finding", " ".join(f"{k.capitalize()}: {zerocost.finding(zc_raw.xs(k))}" for k in ips),
+     display=False)
+zc_table = zerocost.tidy(zc_raw, "MR")
+zc_table.columns.name = f"smoothed MR, profile {run_name}; claimed at ≥ {P.claim_mr:g}, {zc_table.columns.name}"
+glue("zerocost", zc_table)
+
+# %% [markdown]
 # ## Making CMR larger (Fig. 4)
 #
 # (a) The watermarked model trained **with** noise against the one trained **without** it, both
@@ -820,6 +843,8 @@ checks.add("whole-file certificate: no violation (buffer attack, adaptive PGD)",
            f"{int((sound_df.certificate == 'parameter-only').sum())})", "max_sound_violations")
 checks.add("training with noise raises the watermark's CMR", noise_gain >= E.min_noise_gain,
            f"mean CMR gain {noise_gain:+.3f} (≥ {E.min_noise_gain})", "min_noise_gain")
+for kind in ips:
+    zerocost.add_checks(checks, zc_raw.xs(kind), f"{kind}: ")
 glue("checks", checks.table())
 
 # %%

@@ -210,3 +210,21 @@ def test_robustness_tables_name_their_source_and_refuse_unknown_attacks():
         steps.robustness_tables(None, None, "quantize", "cpu")
     paper = steps.paper_table("prune")
     assert len(paper) > 0
+
+
+def test_zero_cost_edits_the_marked_networks_it_can_describe(model_cache):
+    exp = _experiment(model_cache)
+    torch.manual_seed(1)
+    exp.base["IRNN"] = Trained(build_model("irnn_rows", "mnist").eval(), {"hash": "random-irnn", "seconds": 1.0})
+    exp.P = exp.P.replace(nets={**exp.P.nets, "IRNN": exp.P.nets["MLP"], "CNN": exp.P.nets["MLP"]},
+                          zero_cost_nets=("MLP", "IRNN"))
+    key = exp.candidates("MLP", 0.005).key(4, seed=0)
+    marks = pd.DataFrame([dict(net=n, size=4, eps=0.005, norm="linf", run=0, model=exp.base[n], key=key,
+                               mismatches=0) for n in ("MLP", "IRNN")])
+    exp.P = exp.P.replace(eps=0.005)
+    table, skipped = steps.zero_cost(exp, marks)
+    assert list(table.index.unique(0)) == ["MLP"] and "permute units" in table.loc["MLP"].index
+    assert (table["test accuracy"] == table["test accuracy"].iloc[0]).all()
+    assert (table["score"] == table["score"].iloc[0]).all()          # queries only: no edit moves the score
+    assert "cannot be described (" in skipped["IRNN"] and "known" not in skipped["IRNN"]
+    assert "zero_cost_nets" in skipped["CNN"]

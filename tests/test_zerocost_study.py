@@ -178,3 +178,40 @@ def test_smoothed_votes_batchnorm_rescaling_and_alignment(tmp_path, monkeypatch)
               if p.is_floating_point())
     assert gap < 1e-4
     assert np.isfinite(a.record["alignment"].distance) and a.record["alignment"].distance < 1e-3
+
+
+def _table(claimed, claimed_aligned, scores):
+    """A study table by hand: the owner's file first, then two edits."""
+    import pandas as pd
+    return pd.DataFrame({"test accuracy": 90.0, "largest logit change": [0.0, 1e-7, 1e-7], "distance moved": 0.0,
+                         "threshold": 0.5, "score": scores, "claimed": claimed, "threshold, aligned": 0.5,
+                         "score, aligned": scores, "claimed, aligned": claimed_aligned, "alignment": "none"},
+                        index=pd.Index(["none (the owner's file)", "permute units", "scale units"], name="edit"))
+
+
+class _Checks:
+    def __init__(self):
+        self.rows = {}
+
+    def add(self, name, holds, measured, target=None):
+        self.rows[name] = holds
+
+
+def test_checks_ask_for_the_owners_verdict_where_the_owners_file_is_not_claimed():
+    unclaimed = _table(["no"] * 3, ["no"] * 3, [0.2, 0.2, 0.2])
+    assert zerocost.verdicts_kept(unclaimed) == {"as read": True, "aligned": True, "owner claimed": False}
+    c = _Checks()
+    zerocost.add_checks(c, unclaimed, "M: ", as_read=True)
+    assert all(c.rows.values()) and len(c.rows) == 2
+    assert all(n.startswith("M: every zero-cost edit gets the owner's verdict") for n in c.rows)
+    sentence = zerocost.finding(unclaimed)
+    assert "not claimed at this profile" in sentence and "0 of 2 edits change its verdict" in sentence
+    erased = _table(["yes", "no", "yes"], ["yes"] * 3, [0.9, 0.1, 0.9])
+    c = _Checks()
+    zerocost.add_checks(c, erased, as_read=True)
+    assert c.rows == {"every zero-cost edit is claimed as the paper reads it": False,
+                      "every zero-cost edit is claimed after alignment": True}
+    c = _Checks()
+    zerocost.add_checks(c, erased)                 # a certified reading: the aligned check only
+    assert list(c.rows) == ["every zero-cost edit is claimed after alignment"]
+    assert "1 of the 2 edits leave the file unclaimed (permute units)" in zerocost.finding(erased)

@@ -25,23 +25,35 @@ from .verdict import Verdict
 Verify = Callable[[Trained], Verdict]
 
 
-def edits(base: Trained, seed: int = 0) -> dict[str, Trained]:
+EDITS = ("permute units", "scale units", "rescale batch norm (× 0.1)",
+         *(f"dummy units ({kind})" for kind in attacks.DUMMY_KINDS), "all of them")
+"""The names of :func:`edits`, in its order."""
+
+SMOKE_EDITS = ("permute units", "rescale batch norm (× 0.1)")
+"""The edits a smoke run studies (each edit costs an alignment and, for smoothed verifications,
+two Monte-Carlo passes): a permutation, and the rescaling that changes what a fixed σ means."""
+
+
+def edits(base: Trained, seed: int = 0, only: tuple[str, ...] | None = None) -> dict[str, Trained]:
     """Every edit that applies to ``base``'s architecture, by name: permutation of every unit
     group, positive per-unit scales across ReLUs, batch-norm rescaling (every conv × 0.1, its
     running statistics accordingly; models with batch norms only), two dummy units per group of
     each kind (zero, clique, split; Yan et al. 2023), and all of them composed
-    (:func:`wmlib.attacks.zero_cost_edit`). A model the unit walk cannot describe (the IRNNs)
-    raises ``ValueError``."""
+    (:func:`wmlib.attacks.zero_cost_edit`). ``only``: those of :data:`EDITS` to make (None: all
+    that apply). A model the unit walk cannot describe (the IRNNs) raises ``ValueError``."""
+    unknown = sorted(set(only or ()) - set(EDITS))
+    if unknown:
+        raise ValueError(f"only={list(only)}: {unknown} not known; accepted values: {list(EDITS)}")
     sites = {s.kind for g in units.describe(base.model) for s in g.sites}
-    out = {"permute units": attacks.permute_units(base, seed)}
+    make = {"permute units": lambda: attacks.permute_units(base, seed)}
     if "relu" in sites:
-        out["scale units"] = attacks.scale_units(base, seed)
+        make["scale units"] = lambda: attacks.scale_units(base, seed)
     if "batchnorm" in sites:
-        out["rescale batch norm (× 0.1)"] = attacks.rescale_batchnorm(base, 0.1)
+        make["rescale batch norm (× 0.1)"] = lambda: attacks.rescale_batchnorm(base, 0.1)
     for kind in attacks.DUMMY_KINDS:
-        out[f"dummy units ({kind})"] = attacks.add_dummy_units(base, kind, seed=seed)
-    out["all of them"] = attacks.zero_cost_edit(base, seed)
-    return out
+        make[f"dummy units ({kind})"] = lambda kind=kind: attacks.add_dummy_units(base, kind, seed=seed)
+    make["all of them"] = lambda: attacks.zero_cost_edit(base, seed)
+    return {name: f() for name, f in make.items() if only is None or name in only}
 
 
 def _verdict_cells(v: Verdict, prefix: str) -> dict:
@@ -67,15 +79,16 @@ def _aligned_cells(v: Verdict) -> dict:
 
 
 def study(base: Trained, verify: Verify, test: D.TensorData, *, verify_aligned: Verify | None = None,
-          seed: int = 0) -> pd.DataFrame:
+          seed: int = 0, only: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per edit of :func:`edits` (and the unedited file first): test accuracy (%), the
     largest logit change relative to the largest logit, the certified-space distance the file
     moved (blank when the edit changed its shapes), the verdict as the paper reads the file
     (``verify``), and the verdict after alignment to the owner's file (``verify_aligned``;
-    default: :func:`verify_after_alignment` of ``verify`` to ``base``), with what alignment did."""
+    default: :func:`verify_after_alignment` of ``verify`` to ``base``), with what alignment did.
+    ``only``: the edits to study (:func:`edits`; None: all)."""
     verify_aligned = verify_aligned or verify_after_alignment(verify, base)
     rows = []
-    for name, t in {"none (the owner's file)": base, **edits(base, seed)}.items():
+    for name, t in {"none (the owner's file)": base, **edits(base, seed, only)}.items():
         rec = t.record
         row = {"edit": name, "test accuracy": 100 * evaluate(t, test),
                "largest logit change": (rec["max_logit_change"] / rec["logit_scale"]
@@ -112,6 +125,34 @@ def erased_and_restored(table: pd.DataFrame) -> dict[str, bool]:
             "accuracy kept": bool((edited["test accuracy"] - table["test accuracy"].iloc[0]).abs().max() <= 0.01)}
 
 
+def verdicts_kept(table: pd.DataFrame) -> dict[str, bool]:
+    """Whether every edit of a :func:`study` table gets the owner's file's verdict: ``as read`` (as
+    the paper reads the file), ``aligned`` (after alignment); ``owner claimed``: the owner's file
+    itself is claimed (a profile too small to embed the watermark may leave it unclaimed)."""
+    edited, base = table.iloc[1:], table.iloc[0]
+    return {"as read": bool((edited["claimed"] == base["claimed"]).all()),
+            "aligned": bool((edited["claimed, aligned"] == base["claimed, aligned"]).all()),
+            "owner claimed": base["claimed"] == "yes"}
+
+
+def add_checks(checks, table: pd.DataFrame, who: str = "", *, as_read: bool = False) -> None:
+    """A page's checks on a :func:`study` table (``checks``: a :class:`wmlib.settings.Checks`), each
+    asserted: every edit is claimed after alignment and, with ``as_read`` (a verification by queries,
+    blind to the file by construction), as the paper reads it. Where the owner's file itself is not
+    claimed, each check asks instead that every edit get the owner's file's verdict."""
+    kept, found, text = verdicts_kept(table), erased_and_restored(table), finding(table)
+    if kept["owner claimed"]:
+        if as_read:
+            checks.add(f"{who}every zero-cost edit is claimed as the paper reads it", not found["erased"], text)
+        checks.add(f"{who}every zero-cost edit is claimed after alignment", found["restored"], text)
+        return
+    unclaimed = " (the owner's file is not claimed at this profile)"
+    if as_read:
+        checks.add(f"{who}every zero-cost edit gets the owner's verdict as the paper reads it{unclaimed}",
+                   kept["as read"], text)
+    checks.add(f"{who}every zero-cost edit gets the owner's verdict after alignment{unclaimed}", kept["aligned"], text)
+
+
 SHORT = {"test accuracy": "test acc. (%)", "largest logit change": "logit change", "distance moved": "moved",
          "score": "score", "claimed": "claimed", "threshold, aligned": "threshold, aligned",
          "score, aligned": "score, aligned", "claimed, aligned": "claimed, aligned"}
@@ -134,18 +175,27 @@ def _names(index) -> str:
     return ", ".join(index) if len(index) else "none"
 
 
-def finding(table: pd.DataFrame, others: pd.DataFrame | None = None) -> str:
-    """The page's sentence on a :func:`study` table (and an :func:`independents` table), computed
-    from the measurements so that a rerun with another outcome says another thing."""
-    edited, base = table.iloc[1:], table.iloc[0]
+def _unclaimed_owner(edited: pd.DataFrame, base: pd.Series) -> str:
+    """The sentence's end where the owner's file itself is not claimed: which edits change the
+    verdict, as read and aligned, and how far the score moves."""
+    out = [f"The owner's file itself is not claimed at this profile (score {base['score']:.3g} against "
+           f"{base['threshold']:.3g}), so no edit can erase anything here"]
+    for col, how in (("", "as the paper reads it"), (", aligned", "aligned to the owner's file first")):
+        changed = edited.index[edited[f"claimed{col}"] != base[f"claimed{col}"]]
+        moved = float((edited[f"score{col}"] - base[f"score{col}"]).abs().max())
+        out.append(f"; {how}, {len(changed)} of {len(edited)} edits change its verdict"
+                   + (f" ({_names(changed)})" if len(changed) else "") + f" and the score moves by at most {moved:.2g}")
+    return "".join(out) + "."
+
+
+def _read_and_aligned(edited: pd.DataFrame) -> str:
+    """The sentence's verdicts where the owner's file is claimed: the edits that erase it as the
+    paper reads the file, those claimed after alignment."""
     erased = edited.index[edited["claimed"] == "no"]
-    drift = float((edited["test accuracy"] - base["test accuracy"]).abs().max())
-    change = float(edited["largest logit change"].max())
-    out = [f"No edit changes the test accuracy by more than {drift:.2g} points, nor a logit by more than "
-           f"{change:.1g} of the largest. "]
-    out.append(f"Read as the paper reads it, {len(erased)} of the {len(edited)} edits leave the file unclaimed "
-               f"({_names(erased)})" if len(erased) else
-               f"Read as the paper reads it, the file is still claimed after each of the {len(edited)} edits")
+    out = [f"Read as the paper reads it, {len(erased)} of the {len(edited)} edits leave the file unclaimed "
+           f"({_names(erased)})" if len(erased) else
+           f"Read as the paper reads it, the file is still claimed after "
+           + ("the one edit" if len(edited) == 1 else f"each of the {len(edited)} edits")]
     back = edited.index[edited["claimed, aligned"] == "yes"]
     if len(back) == len(edited):
         out.append("; aligned to the owner's file first, every edited file is claimed.")
@@ -153,6 +203,21 @@ def finding(table: pd.DataFrame, others: pd.DataFrame | None = None) -> str:
         lost = edited.index[edited["claimed, aligned"] != "yes"]
         out.append(f"; aligned to the owner's file first, {len(back)} of {len(edited)} are claimed "
                    f"(not: {_names(lost)}).")
+    return "".join(out)
+
+
+def finding(table: pd.DataFrame, others: pd.DataFrame | None = None) -> str:
+    """The page's sentence on a :func:`study` table (and an :func:`independents` table), computed
+    from the measurements so that a rerun with another outcome says another thing."""
+    edited, base = table.iloc[1:], table.iloc[0]
+    drift = float((edited["test accuracy"] - base["test accuracy"]).abs().max())
+    change = float(edited["largest logit change"].max())
+    out = [f"No edit changes the test accuracy by more than {drift:.2g} points, nor a logit by more than "
+           f"{change:.1g} of the largest. "]
+    if base["claimed"] != "yes":
+        out.append(_unclaimed_owner(edited, base))
+    else:
+        out.append(_read_and_aligned(edited))
     if others is not None and len(others):
         claimed = others.index[(others["claimed"] == "yes") | (others["claimed, aligned"] == "yes")]
         top = float(np.nanmax(others["score, aligned"].to_numpy(dtype=float)))
@@ -164,4 +229,5 @@ def finding(table: pd.DataFrame, others: pd.DataFrame | None = None) -> str:
     return "".join(out)
 
 
-__all__ = ["edits", "verify_after_alignment", "study", "independents", "erased_and_restored", "finding", "tidy"]
+__all__ = ["EDITS", "SMOKE_EDITS", "edits", "verify_after_alignment", "study", "independents", "erased_and_restored", "verdicts_kept",
+           "add_checks", "finding", "tidy"]

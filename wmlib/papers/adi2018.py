@@ -17,7 +17,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from .. import attacks
+from .. import attacks, zerocost
 from .. import data as D
 from ..models import narrow
 from ..report import tidy
@@ -395,6 +395,19 @@ def transfer_rows(dataset: str, transfer_dataset: str, test_acc: float, trigger_
         return ours
     return [claimed(PAPER, f"{dataset}.transfer-stl10.{what}-acc", None, holds=False, profile=profile)
             for what in ("test", "trigger")] + ours
+
+
+# ----------------------------------------------------------------------------- zero-cost edits
+def zero_cost(models: dict[str, Trained], trigger: adi.TriggerSet, classes: int, test: D.TensorData, *,
+              seed: int = 0, only: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Each zero-cost edit of each watermarked model's file (:func:`wmlib.zerocost.study`; ``models``:
+    name → model, NO-WM skipped), verified as the paper does (:func:`wmlib.schemes.adi.verify`:
+    trigger-set accuracy against the binomial threshold, from queries only) and after alignment to
+    the owner's file; ``only``: the edits (None: all). Indexed by (model, edit)."""
+    def verify(t: Trained) -> Verdict:
+        return adi.verify(t.model, trigger, classes)
+    return pd.concat({name: zerocost.study(m, verify, test, seed=seed, only=only) for name, m in models.items()
+                      if name != "NO-WM"}, names=["model"])
 
 
 # ----------------------------------------------------------------------------- the banner

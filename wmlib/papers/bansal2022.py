@@ -8,7 +8,8 @@ certified watermark trained up to each σ of ``sigma_study`` (:func:`sigma_study
 trigger accuracy per kind and radius (:func:`certified_table`); the ℓ2 adversary, PGD on every
 coordinate of the model file at each radius (:func:`adversary_table`); fine-tuning and
 distillation, reported black-box and white-box (:func:`attack_table`); the adaptive attacker
-against the certificate (:func:`soundness`); the paper's rows (:func:`claim_rows`).
+against the certificate (:func:`soundness`); the zero-cost edits of the certified file
+(:func:`zero_cost`); the paper's rows (:func:`claim_rows`).
 
 Radii are in units of σ throughout (``R/σ``): the paper certifies at σ = 1, where R/σ = R.
 The certificate and every distance cover the whole model file (:mod:`wmlib.certspace`, space
@@ -17,15 +18,16 @@ The certificate and every distance cover the whole model file (:mod:`wmlib.certs
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .. import attacks, certspace
+from .. import attacks, certspace, zerocost
 from .. import claims as C
 from .. import data as D
+from ..align import aligned, summary
 from ..models import narrow
 from ..results import Row, claimed, ours_only
 from ..schemes import bansal as B
@@ -33,6 +35,7 @@ from ..schemes.adi import TriggerCycler, TriggerSet
 from ..schemes.ipcert import smoothed_votes
 from ..settings import Checks, Settings, Targets
 from ..train import Trained, TrainConfig, accuracy, evaluate, train
+from ..verdict import Verdict
 
 PAPER = "bansal2022"
 EMBEDDINGS = ("baseline", "certified")
@@ -366,6 +369,30 @@ def sigma_study(P: BansalSettings, dataset: str, trig: dict[str, TriggerSet], ba
     return out
 
 
+# ----------------------------------------------------------------------------- zero-cost edits
+def zero_cost(P: BansalSettings, models: dict[str, dict[str, Trained]], trig: dict[str, TriggerSet],
+              test: D.TensorData, *, seed: int = 0, only: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Each zero-cost edit (:func:`wmlib.zerocost.study`) of the certified ``P.study_kind``
+    watermark's file, verified as the paper does (:func:`wmlib.schemes.bansal.verify`: the median
+    trigger accuracy of ``P.m_check`` noisy copies of the file as it is, at σ) and with
+    the noisy copies drawn around the suspect aligned to the owner's file (the votes of
+    :func:`wmlib.schemes.ipcert.smoothed_votes` with ``owner``, from one alignment whose summary the
+    verdict keeps). ``only``: the edits (None: all). Indexed by edit."""
+    owner, trigger = models[P.study_kind]["certified"], trig[P.study_kind]
+
+    def read(t: Trained) -> Verdict:
+        a = smoothed_votes(t, trigger, sigma=P.sigma, m=P.m_check, seed=seed, space="folded").draw_match
+        return B.verify(a, sigma=P.sigma, threshold=P.claim_accuracy, radii=P.sigma * np.asarray(RADII),
+                        confidence=P.confidence, n=len(trigger))
+
+    def read_aligned(t: Trained) -> Verdict:
+        if t.hash == owner.hash:
+            return read(t)
+        a = aligned(t, owner)       # what smoothed_votes(t, owner=owner) reads: the same cached votes
+        return replace(read(a), alignment=summary(a.record["alignment"]))
+    return zerocost.study(owner, read, test, verify_aligned=read_aligned, seed=seed, only=only)
+
+
 # ----------------------------------------------------------------------------- attacks
 def smoothed(model: Trained, trigger: TriggerSet, sigma: float, m: int, seed: int) -> tuple[float, float]:
     """(mean, median) trigger accuracy (%) over ``m`` noisy copies at ``sigma``: the white-box
@@ -643,6 +670,6 @@ def banner(P: BansalSettings, dataset: str, profile: str, n_attack: int, device:
 __all__ = ["PAPER", "EMBEDDINGS", "RADII", "PAPER_RADII", "ADVERSARY_RADII", "ATTACKS", "BansalSettings",
            "BansalTargets", "SETTINGS", "attacker_data", "triggers", "watermark", "train_models", "draw_acc",
            "certificates", "verdict_table", "certified_curve", "largest_radius", "certified_table", "sigma_study", "smoothed",
-           "adversary_table", "removal", "attack_table", "soundness", "add_checks", "claim_rows", "extra_rows",
+           "adversary_table", "removal", "attack_table", "soundness", "zero_cost", "add_checks", "claim_rows", "extra_rows",
            "banner", "owners_table", "draw_seconds", "compute_seconds", "paper_certified", "paper_worst_case",
            "paper_removals"]

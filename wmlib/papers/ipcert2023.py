@@ -49,12 +49,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from .. import attacks, certspace
+from .. import attacks, certspace, zerocost
 from .. import data as D
+from ..align import aligned, summary
 from ..models import narrow
 from ..certify import matching_rate
 from ..schemes import ipcert
@@ -62,6 +64,7 @@ from ..schemes.adi import TriggerSet
 from ..settings import Settings
 from ..settings import Targets as BaseTargets
 from ..train import Trained, TrainConfig, accuracy, evaluate
+from ..verdict import Verdict
 
 PAPER = "ipcert2023"
 KINDS = ("watermark", "fingerprint")
@@ -639,3 +642,37 @@ def adaptive_pgd(P: IPCertSettings, base: Trained, ip: TriggerSet, val: D.Tensor
     return attacks.worst_case(base, ip, val, radius=radius, lam=P.pgd_lam, lr=P.pgd_lr, iters=P.adaptive_iters,
                               val_batch=P.pgd_val_batch, seed=seed, ip_loss="margin", noise_sigma=sigma,
                               noise_draws=P.adaptive_draws, space=space)
+
+
+# ----------------------------------------------------------------------------- zero-cost edits
+def _reader(P: IPCertSettings, kind: str, ip: TriggerSet, seed: int, owner: Trained | None) -> Callable[[Trained], Verdict]:
+    """IPCert's verdict (:func:`wmlib.schemes.ipcert.verify`) on ``P.m_mr`` draws at the IP set's σ,
+    the file as it is (``owner`` None) or aligned to ``owner``'s first (the votes of
+    :func:`wmlib.schemes.ipcert.smoothed_votes` with ``owner``, from one alignment whose summary
+    the verdict keeps)."""
+    sigma = P.sigma(kind)
+
+    def verify(t: Trained) -> Verdict:
+        votes = ipcert.smoothed_votes(t, ip, sigma=sigma, m=P.m_mr, seed=seed)
+        return ipcert.verify(votes, ip.y, threshold=P.claim_mr, radii=grid(sigma), alpha=P.alpha)
+
+    def read(t: Trained) -> Verdict:
+        if owner is None or t.hash == owner.hash:
+            return verify(t)
+        a = aligned(t, owner)
+        return replace(verify(a), alignment=summary(a.record["alignment"]))
+    return read
+
+
+def zero_cost(P: IPCertSettings, targets: dict[str, tuple[Trained, TriggerSet]], test: D.TensorData, *,
+              seed: int = 0, only: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Each zero-cost edit (:func:`wmlib.zerocost.study`) of each IP set's target file (``targets``:
+    IP set → (model, IP set)), verified as the paper does (:func:`wmlib.schemes.ipcert.verify`:
+    the majority vote of ``P.m_mr`` noisy copies of the file as it is) and with the noisy copies
+    drawn around the suspect aligned to the owner's file (``owner`` of
+    :func:`wmlib.schemes.ipcert.smoothed_votes`); ``only``: the edits (None: all). Indexed by (IP
+    set, edit)."""
+    return pd.concat({kind: zerocost.study(model, _reader(P, kind, ip, seed, None), test,
+                                           verify_aligned=_reader(P, kind, ip, seed, model), seed=seed,
+                                           only=only)
+                      for kind, (model, ip) in targets.items()}, names=["IP set"])

@@ -4,8 +4,8 @@ watermarking*: settings per profile and the experiment steps its notebook narrat
 The scheme itself (FGSM keys, marking, extraction) is :mod:`wmlib.schemes.frontier`; the attacks
 (pruning, SVD compression, overwriting) are :mod:`wmlib.attacks`. This module trains the three
 MNIST networks, marks them (Algorithm 1, §4.2), measures false positives on unmarked networks
-(§4.3, Fig. 6) and attacks the marked ones (§4.4, Tables 1–3). The paper's numbers are in
-``claims/lemerrer2020.yaml``.
+(§4.3, Fig. 6), attacks the marked ones (§4.4, Tables 1–3) and edits their files at no cost
+(:func:`zero_cost`). The paper's numbers are in ``claims/lemerrer2020.yaml``.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import attacks, claims
+from .. import attacks, claims, units, zerocost
 from .. import data as D
 from .. import settings
 from ..schemes import frontier
@@ -86,7 +86,8 @@ class Lemerrer(settings.Settings):
     ``eps_runs`` markings at each ε of ``eps_sweep``; other norms: ``norm_runs`` markings at each
     ``norms`` ε. Fig. 6: keys of ``fp_key_size`` at each ε of ``fp_eps`` from the first ``fp_pool``
     test images (None: all). Tables 1–3 attack the markings with |K| = ``robust_key_size``;
-    overwriting fine-tunes for ``overwrite_epochs`` epochs.
+    overwriting fine-tunes for ``overwrite_epochs`` epochs. The zero-cost edits apply to those
+    markings of the networks ``zero_cost_nets``.
     """
 
     nets: dict
@@ -109,6 +110,7 @@ class Lemerrer(settings.Settings):
     targets: Targets
     robust_key_size: int = 100
     fp_key_size: int = 100
+    zero_cost_nets: tuple[str, ...] = NETS
 
     def __post_init__(self):
         unknown = sorted(set(self.nets) - set(NETS))
@@ -167,7 +169,7 @@ SETTINGS = {
         schedule="onecycle", n_train=1500, eps=0.1, key_sizes=(20, 100), mark_epoch_size=256,
         mark_per_batch=32, key_pool=2000, eps_sweep=(0.05,), eps_runs=1, norms={"linf": 0.1},
         norm_runs=1, fp_eps=(0.1, 0.25), fp_pool=1000, overwrite_n=100, overwrite_epochs=1,
-        n_eval=500, targets=_SMOKE_TARGETS)},
+        n_eval=500, zero_cost_nets=("CNN", "IRNN"), targets=_SMOKE_TARGETS)},
     "cpu": {"mnist": Lemerrer(
         nets=_nets(**_CPU_NETS, epochs={"MLP": 8, "CNN": 2, "IRNN": 8},
                    markings={"MLP": 8, "CNN": 3, "IRNN": 3},
@@ -422,6 +424,38 @@ class Experiment:
         return pd.DataFrame(rows, columns=["net", "run", "removed", "extracted", "accuracy", "seconds"])
 
 
+# ----------------------------------------------------------------------------- zero-cost edits
+def zero_cost(exp: Experiment, marks: pd.DataFrame, *, seed: int = 0,
+              only: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Each zero-cost edit (:func:`wmlib.zerocost.study`) of the first marking that the attacks start
+    from (|K| = ``robust_key_size``, ε, l∞) of each network of ``zero_cost_nets``, extracted as the
+    paper does (Algorithm 2, :func:`wmlib.schemes.frontier.extract`: queries on the key) and after
+    alignment to the owner's file (``only``: the edits; None: all). Returns the table indexed by (network, edit) and, by network,
+    why one was left out (not in ``zero_cost_nets``; no marking; units :mod:`wmlib.units` cannot
+    describe, as the IRNN's)."""
+    marked, tables, skipped = exp._marked(marks), {}, {}
+    for net in exp.P.nets:
+        rows = marked[marked.net == net]
+        if net not in exp.P.zero_cost_nets:
+            skipped[net] = "not studied at this profile (zero_cost_nets)"
+            continue
+        if rows.empty:
+            skipped[net] = f"no marking with |K| = {exp.P.robust_key_size} at this profile"
+            continue
+        r = rows.iloc[0]
+        try:
+            units.describe(r.model.model)
+        except ValueError as err:
+            reason = str(err).split(" (known")[0].split(": ", 1)[-1]
+            skipped[net] = f"its units cannot be described ({reason})"
+            continue
+
+        def verify(t: Trained, key=r.key):
+            return frontier.extract(t.model, key)
+        tables[net] = zerocost.study(r.model, verify, exp.data.evalset, seed=seed, only=only)
+    return (pd.concat(tables, names=["network"]) if tables else pd.DataFrame()), skipped
+
+
 # ----------------------------------------------------------------------------- tables
 def robustness_table(raw: pd.DataFrame, nets=TABLE_ORDER) -> pd.DataFrame:
     """Tables 1–3 as the paper prints them, from :meth:`Experiment.compression` or
@@ -527,4 +561,4 @@ def compute_minutes(models: list[Trained], *tables: pd.DataFrame) -> float:
 
 __all__ = ["ATTACKS", "Data", "Experiment", "Lemerrer", "NETS", "Net", "SETTINGS", "Targets",
            "claim_id", "compute_minutes", "false_positive_table", "marking_summary", "paper_table",
-           "plausible_accuracy", "pruning_order", "robustness_table", "split"]
+           "plausible_accuracy", "pruning_order", "robustness_table", "split", "zero_cost"]
