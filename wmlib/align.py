@@ -138,13 +138,13 @@ def _permuted(t: torch.Tensor, entry: units.Entry, perm: torch.Tensor) -> torch.
     return t.index_copy(entry.axis, entry.index(), t.index_select(entry.axis, entry.index(perm)))
 
 
-def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, masks=None):
+def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, masks=None, memo=None):
     """Σ over the tensors of group ``g`` of ⟨owner unit i, suspect unit j⟩, the suspect's other
     axes permuted by the current ``perms`` (Git Re-Basin weight matching); with ``allowed``, only
     the tensors whose other axes belong to those groups. None when no tensor qualifies."""
     n = groups[g].size
     cost, used = torch.zeros(n, n, dtype=torch.float64), False
-    parts_a, parts_b = [], []
+    parts_a, parts_b, used_entries = [], [], []
     for e in groups[g].entries:
         others = [(h, e2) for h, e2 in touch[e.name] if h != g and e2.axis != e.axis]
         if allowed is not None and any(h not in allowed for h, _ in others):
@@ -160,11 +160,18 @@ def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, masks=No
         if masks is not None:
             parts_a.append(a)
             parts_b.append(b)
+            used_entries.append(e.name)
         else:
             cost += a @ b.T
         used = True
     if masks is not None and used:     # each unit as one vector, outliers clipped, compared by cosine
-        a, b = _robust_unit(torch.cat(parts_a, 1)), _robust_unit(torch.cat(parts_b, 1))
+        key = (g, tuple(used_entries))           # the owner's side does not change within one alignment
+        a = memo.get(key) if memo is not None else None
+        if a is None:
+            a = _robust_unit(torch.cat(parts_a, 1))
+            if memo is not None:
+                memo[key] = a
+        b = _robust_unit(torch.cat(parts_b, 1))
         cost = a @ b.T
     return cost if used else None
 
@@ -180,11 +187,14 @@ def _robust_unit(rows: torch.Tensor) -> torch.Tensor:
 
 
 def _assign(cost: torch.Tensor) -> torch.Tensor:
+    if not bool(torch.isfinite(cost).all()):
+        raise ValueError("suspect: its weights or the owner's hold non-finite values (NaN or inf); nothing to align")
     _, cols = linear_sum_assignment(cost.numpy(), maximize=True)
     return torch.as_tensor(cols, dtype=torch.long)
 
 
 def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_rounds: int, seed: int, masks=None):
+    memo = {}
     touch = {}
     for gi, g in enumerate(groups):
         for e in g.entries:
@@ -192,9 +202,9 @@ def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_round
     if first_pass:                           # forward order, each group from what is matched already
         done = set()
         for gi in range(len(groups)):
-            cost = _weight_cost(owner, suspect, groups, perms, gi, touch, allowed=done, masks=masks)
+            cost = _weight_cost(owner, suspect, groups, perms, gi, touch, allowed=done, masks=masks, memo=memo)
             if cost is None:
-                cost = _weight_cost(owner, suspect, groups, perms, gi, touch, masks=masks)
+                cost = _weight_cost(owner, suspect, groups, perms, gi, touch, masks=masks, memo=memo)
             perms[gi] = _assign(cost)
             done.add(gi)
     gen = torch.Generator().manual_seed(seed)
@@ -202,7 +212,7 @@ def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_round
     for rounds in range(1, max_rounds + 1):
         moved = False
         for gi in torch.randperm(len(groups), generator=gen).tolist():
-            new = _assign(_weight_cost(owner, suspect, groups, perms, gi, touch, masks=masks))
+            new = _assign(_weight_cost(owner, suspect, groups, perms, gi, touch, masks=masks, memo=memo))
             if not torch.equal(new, perms[gi]):
                 perms[gi], moved, changed[gi] = new, True, True
         if not moved:

@@ -177,11 +177,25 @@ def _graph(model: nn.Module) -> fx.GraphModule:
         raise ValueError(f"cannot describe the units of this {type(model).__name__}: torch.fx cannot trace it ({e})") from e
 
 
+_DESCRIBED: dict = {}      # architecture signature -> groups (they hold names and indices only)
+
+
 def describe(model: nn.Module, shape: tuple[int, ...] | None = None) -> list[Group]:
     """The unit groups of ``model`` in the order the forward pass first meets them (module docstring).
-    ``shape``: the input's (C, H, W), found by :func:`input_shape` if not given."""
-    gm = _graph(model)
+    ``shape``: the input's (C, H, W), found by :func:`input_shape` if not given. Remembered per
+    architecture (class, modules, tensor shapes, input shape): alignment asks many times."""
     shape = tuple(shape or input_shape(model))
+    sig = (type(model), tuple((n, type(m)) for n, m in model.named_modules()),
+           tuple((k, tuple(v.shape)) for k, v in model.state_dict().items()), shape)
+    if sig not in _DESCRIBED:
+        if len(_DESCRIBED) >= 64:
+            _DESCRIBED.clear()
+        _DESCRIBED[sig] = _describe(model, shape)
+    return list(_DESCRIBED[sig])
+
+
+def _describe(model: nn.Module, shape: tuple[int, ...]) -> list[Group]:
+    gm = _graph(model)
     was = model.training
     model.eval()
     try:

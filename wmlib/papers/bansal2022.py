@@ -388,7 +388,10 @@ def zero_cost(P: BansalSettings, models: dict[str, dict[str, Trained]], trig: di
     def read_aligned(t: Trained) -> Verdict:
         if t.hash == owner.hash:
             return read(t)
-        a = aligned(t, owner)       # what smoothed_votes(t, owner=owner) reads: the same cached votes
+        try:
+            a = aligned(t, owner)   # what smoothed_votes(t, owner=owner) reads: the same cached votes
+        except ValueError as e:     # not a transform of the owner's file: read as it is, and say so
+            return replace(read(t), alignment=f"not aligned ({e})")
         return replace(read(a), alignment=summary(a.record["alignment"]))
     return zerocost.study(owner, read, test, verify_aligned=read_aligned, seed=seed, only=only)
 

@@ -659,7 +659,10 @@ def _reader(P: IPCertSettings, kind: str, ip: TriggerSet, seed: int, owner: Trai
     def read(t: Trained) -> Verdict:
         if owner is None or t.hash == owner.hash:
             return verify(t)
-        a = aligned(t, owner)
+        try:
+            a = aligned(t, owner)
+        except ValueError as e:     # not a transform of the owner's file: read as it is, and say so
+            return replace(verify(t), alignment=f"not aligned ({e})")
         return replace(verify(a), alignment=summary(a.record["alignment"]))
     return read
 

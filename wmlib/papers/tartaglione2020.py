@@ -401,11 +401,12 @@ def informed_attack(P: TartaglioneSettings, owners: dict[str, Owner], split: D.S
 
 
 # ----------------------------------------------------------------------------- zero-cost edits
-def zero_cost(owners: dict[str, Owner], test: D.TensorData, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def zero_cost(owners: dict[str, Owner], test: D.TensorData, *, seed: int = 0,
+              only: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each zero-cost edit of the robust embedding's file (:func:`wmlib.zerocost.study`), read as
     the poster extracts and aligned to the owner's file (calibrated threshold); the never-watermarked
     models read both ways (:func:`wmlib.zerocost.independents`). Tables indexed by (model, edit)
-    and (model, network)."""
+    and (model, network). ``only``: those edits of :func:`wmlib.zerocost.edits` (None: every one)."""
     studies, nulls = [], []
     for name, o in owners.items():
         def paper(t, o=o):
@@ -414,7 +415,7 @@ def zero_cost(owners: dict[str, Owner], test: D.TensorData, *, seed: int = 0) ->
         def ours(t, o=o):
             return o.verdict(t.model, "robust")
         studies.append(pd.concat({MODEL_NAMES[name]: zerocost.study(o.robust, paper, test, verify_aligned=ours,
-                                                                    seed=seed)}, names=["model"]))
+                                                                    seed=seed, only=only)}, names=["model"]))
         nulls.append(pd.concat({MODEL_NAMES[name]: zerocost.independents(o.others, paper, ours)}, names=["model"]))
     return pd.concat(studies), pd.concat(nulls)
 

@@ -38,7 +38,7 @@ from ..verdict import Verdict
 PAYLOAD_SIZE = 3306          # 38 x 29 px x 3 channels, the authors' logo
 SCALE_FACTOR = 0.1           # SF of the authors' code: embedded values lie in [−1/SF, 1/SF]
 ALPHA = 1e-6                 # false-claim rate the default threshold is set at
-ALIGN_ROUNDS = 10            # weight matching's rounds: a transformed copy converges in 2-3, unrelated models never
+ALIGN_ROUNDS = 5             # weight matching's rounds: a transformed copy converges in 2-3, unrelated models never
 ALIGNED_ALPHA = 0.01         # false-claim rate of the aligned extraction, calibrated on a few independent models
 
 
