@@ -255,7 +255,6 @@ zc_raw = adi2018.zero_cost({"FROMSCRATCH": scratch}, trigger, classes, split.tes
 glue("zerocost_finding", " ".join(f"{m}: {zerocost.finding(zc_raw.xs(m))}" for m in zc_raw.index.unique(0)),
      display=False)
 zc_table = zerocost.tidy(zc_raw, "rate")
-zc_table.columns.name = f"trigger-set accuracy (fraction), profile {profile}"
 glue("zerocost", zc_table)
 for m in zc_raw.index.unique(0):
     zerocost.add_checks(checks, zc_raw.xs(m), f"{m}: ", as_read=True)

@@ -247,7 +247,6 @@ zc_only = zerocost.SMOKE_EDITS if claim_profile == "smoke" else None     # smoke
 zc_raw = bs.zero_cost(P, models, trig, test, seed=seed, only=zc_only)
 glue("zerocost_finding", zerocost.finding(zc_raw), display=False)
 zc_table = zerocost.tidy(zc_raw, "rate")
-zc_table.columns.name = f"smoothed trigger accuracy (fraction), {P.study_kind}, profile {run_name}"
 glue("zerocost", zc_table)
 
 # %% [markdown]

@@ -689,7 +689,6 @@ zc_raw = steps.zero_cost(P, {k: (smoothed_target[k], ips[k]) for k in ips}, eval
 glue("zerocost_finding", " ".join(f"{k.capitalize()}: {zerocost.finding(zc_raw.xs(k))}" for k in ips),
      display=False)
 zc_table = zerocost.tidy(zc_raw, "MR")
-zc_table.columns.name = f"smoothed MR, profile {run_name}; claimed at ≥ {P.claim_mr:g}"
 glue("zerocost", zc_table)
 
 # %% [markdown]

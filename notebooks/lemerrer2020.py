@@ -331,7 +331,6 @@ zc_nets = list(zc_raw.index.unique(0)) if len(zc_raw) else []
 glue("zerocost_finding", " ".join([f"{n}: {zerocost.finding(zc_raw.xs(n))}" for n in zc_nets]
                                   + [f"{n} left out: {why}." for n, why in zc_skipped.items()]), display=False)
 zc_table = zerocost.tidy(zc_raw, "rate")
-zc_table.columns.name = f"key inputs answered with their label (fraction), profile {profile}"
 glue("zerocost", zc_table)
 for n in zc_nets:
     zerocost.add_checks(checks, zc_raw.xs(n), f"{n}: ", as_read=True)
