@@ -66,6 +66,8 @@ def verify_after_alignment(verify: Verify, owner: Trained, *, probe: torch.Tenso
     verdict saying what alignment did; a suspect that is no transform of the owner's architecture
     is verified as it is, and the verdict says it was not aligned."""
     def run(t: Trained) -> Verdict:
+        if t.hash == owner.hash:       # the owner's file itself: aligning it to itself changes nothing
+            return verify(t)
         try:
             a = aligned(t, owner, probe=probe, method=method)
         except ValueError as e:
@@ -163,11 +165,16 @@ alignment did stays in the record): a table within the text column."""
 def tidy(table: pd.DataFrame, score_unit: str) -> pd.DataFrame:
     """A :func:`study` or :func:`independents` table as pages show it (:data:`SHORT`): accuracy in
     %, the verdict's score and thresholds in ``score_unit`` (:func:`wmlib.report.format_value`),
-    the paper's threshold named in the header."""
+    the paper's threshold named in the header (and the aligned one only where it differs)."""
     units = {"test accuracy": "%", "largest logit change": "", "distance moved": "", "threshold": score_unit,
              "score": score_unit, "threshold, aligned": score_unit, "score, aligned": score_unit}
-    out = report.tidy(table[[c for c in SHORT if c in table.columns]], units).rename(columns=SHORT)
-    out.columns.name = f"paper's threshold {report.format_value(float(table['threshold'].iloc[0]), score_unit)}"
+    shown = [c for c in SHORT if c in table.columns]
+    same = "threshold, aligned" in table.columns and bool((table["threshold, aligned"] == table["threshold"]).all())
+    if same:                   # one threshold for both readings: named once, in the header
+        shown.remove("threshold, aligned")
+    out = report.tidy(table[shown], units).rename(columns=SHORT)
+    out.columns.name = (f"{'threshold' if same else 'paper' + chr(39) + 's threshold'} "
+                        f"{report.format_value(float(table['threshold'].iloc[0]), score_unit)}")
     return out
 
 
@@ -194,7 +201,7 @@ def _read_and_aligned(edited: pd.DataFrame) -> str:
     erased = edited.index[edited["claimed"] == "no"]
     out = [f"Read as the paper reads it, {len(erased)} of the {len(edited)} edits leave the file unclaimed "
            f"({_names(erased)})" if len(erased) else
-           f"Read as the paper reads it, the file is still claimed after "
+           "Read as the paper reads it, the file is still claimed after "
            + ("the one edit" if len(edited) == 1 else f"each of the {len(edited)} edits")]
     back = edited.index[edited["claimed, aligned"] == "yes"]
     if len(back) == len(edited):

@@ -18,7 +18,7 @@ The certificate and every distance cover the whole model file (:mod:`wmlib.certs
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,6 @@ import torch
 from .. import attacks, certspace, zerocost
 from .. import claims as C
 from .. import data as D
-from ..align import aligned, summary
 from ..models import narrow
 from ..results import Row, claimed, ours_only
 from ..schemes import bansal as B
@@ -385,15 +384,8 @@ def zero_cost(P: BansalSettings, models: dict[str, dict[str, Trained]], trig: di
         return B.verify(a, sigma=P.sigma, threshold=P.claim_accuracy, radii=P.sigma * np.asarray(RADII),
                         confidence=P.confidence, n=len(trigger))
 
-    def read_aligned(t: Trained) -> Verdict:
-        if t.hash == owner.hash:
-            return read(t)
-        try:
-            a = aligned(t, owner)   # what smoothed_votes(t, owner=owner) reads: the same cached votes
-        except ValueError as e:     # not a transform of the owner's file: read as it is, and say so
-            return replace(read(t), alignment=f"not aligned ({e})")
-        return replace(read(a), alignment=summary(a.record["alignment"]))
-    return zerocost.study(owner, read, test, verify_aligned=read_aligned, seed=seed, only=only)
+    return zerocost.study(owner, read, test, verify_aligned=zerocost.verify_after_alignment(read, owner),
+                          seed=seed, only=only)
 
 
 # ----------------------------------------------------------------------------- attacks

@@ -56,7 +56,6 @@ import pandas as pd
 
 from .. import attacks, certspace, zerocost
 from .. import data as D
-from ..align import aligned, summary
 from ..models import narrow
 from ..certify import matching_rate
 from ..schemes import ipcert
@@ -645,26 +644,15 @@ def adaptive_pgd(P: IPCertSettings, base: Trained, ip: TriggerSet, val: D.Tensor
 
 
 # ----------------------------------------------------------------------------- zero-cost edits
-def _reader(P: IPCertSettings, kind: str, ip: TriggerSet, seed: int, owner: Trained | None) -> Callable[[Trained], Verdict]:
-    """IPCert's verdict (:func:`wmlib.schemes.ipcert.verify`) on ``P.m_mr`` draws at the IP set's σ,
-    the file as it is (``owner`` None) or aligned to ``owner``'s first (the votes of
-    :func:`wmlib.schemes.ipcert.smoothed_votes` with ``owner``, from one alignment whose summary
-    the verdict keeps)."""
+def _reader(P: IPCertSettings, kind: str, ip: TriggerSet, seed: int) -> Callable[[Trained], Verdict]:
+    """IPCert's verdict (:func:`wmlib.schemes.ipcert.verify`) on ``P.m_mr`` draws at the IP set's σ
+    around the file as it is (aligned first by :func:`wmlib.zerocost.verify_after_alignment`)."""
     sigma = P.sigma(kind)
 
     def verify(t: Trained) -> Verdict:
         votes = ipcert.smoothed_votes(t, ip, sigma=sigma, m=P.m_mr, seed=seed)
         return ipcert.verify(votes, ip.y, threshold=P.claim_mr, radii=grid(sigma), alpha=P.alpha)
-
-    def read(t: Trained) -> Verdict:
-        if owner is None or t.hash == owner.hash:
-            return verify(t)
-        try:
-            a = aligned(t, owner)
-        except ValueError as e:     # not a transform of the owner's file: read as it is, and say so
-            return replace(verify(t), alignment=f"not aligned ({e})")
-        return replace(verify(a), alignment=summary(a.record["alignment"]))
-    return read
+    return verify
 
 
 def zero_cost(P: IPCertSettings, targets: dict[str, tuple[Trained, TriggerSet]], test: D.TensorData, *,
@@ -675,7 +663,8 @@ def zero_cost(P: IPCertSettings, targets: dict[str, tuple[Trained, TriggerSet]],
     drawn around the suspect aligned to the owner's file (``owner`` of
     :func:`wmlib.schemes.ipcert.smoothed_votes`); ``only``: the edits (None: all). Indexed by (IP
     set, edit)."""
-    return pd.concat({kind: zerocost.study(model, _reader(P, kind, ip, seed, None), test,
-                                           verify_aligned=_reader(P, kind, ip, seed, model), seed=seed,
-                                           only=only)
+    return pd.concat({kind: zerocost.study(model, _reader(P, kind, ip, seed), test,
+                                           verify_aligned=zerocost.verify_after_alignment(_reader(P, kind, ip, seed),
+                                                                                          model),
+                                           seed=seed, only=only)
                       for kind, (model, ip) in targets.items()}, names=["IP set"])
