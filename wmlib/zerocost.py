@@ -127,6 +127,11 @@ def erased_and_restored(table: pd.DataFrame) -> dict[str, bool]:
             "accuracy kept": bool((edited["test accuracy"] - table["test accuracy"].iloc[0]).abs().max() <= 0.01)}
 
 
+def claimed_anyhow(others: pd.DataFrame) -> int:
+    """How many models of an :func:`independents` table are claimed, as read or aligned."""
+    return int((others[["claimed", "claimed, aligned"]] == "yes").any(axis=1).sum())
+
+
 def verdicts_kept(table: pd.DataFrame) -> dict[str, bool]:
     """Whether every edit of a :func:`study` table gets the owner's file's verdict: ``as read`` (as
     the paper reads the file), ``aligned`` (after alignment); ``owner claimed``: the owner's file
@@ -226,7 +231,7 @@ def finding(table: pd.DataFrame, others: pd.DataFrame | None = None) -> str:
     else:
         out.append(_read_and_aligned(edited))
     if others is not None and len(others):
-        claimed = others.index[(others["claimed"] == "yes") | (others["claimed, aligned"] == "yes")]
+        claimed = others.index[(others[["claimed", "claimed, aligned"]] == "yes").any(axis=1)]
         top = float(np.nanmax(others["score, aligned"].to_numpy(dtype=float)))
         out.append(f" Of {len(others)} independently trained models aligned to the owner's file, "
                    + (f"none is claimed (highest aligned score {top:.3g}, against thresholds of "
@@ -236,5 +241,5 @@ def finding(table: pd.DataFrame, others: pd.DataFrame | None = None) -> str:
     return "".join(out)
 
 
-__all__ = ["EDITS", "SMOKE_EDITS", "edits", "verify_after_alignment", "study", "independents", "erased_and_restored", "verdicts_kept",
+__all__ = ["EDITS", "SMOKE_EDITS", "edits", "verify_after_alignment", "study", "independents", "erased_and_restored", "claimed_anyhow", "verdicts_kept",
            "add_checks", "finding", "tidy"]
