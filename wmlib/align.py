@@ -138,11 +138,12 @@ def _permuted(t: torch.Tensor, entry: units.Entry, perm: torch.Tensor) -> torch.
     return t.index_copy(entry.axis, entry.index(), t.index_select(entry.axis, entry.index(perm)))
 
 
-def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, masks=None, memo=None):
+def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, masks=None, memo=None, levels=None):
     """Σ over the tensors of group ``g`` of ⟨owner unit i, suspect unit j⟩, the suspect's other
     axes permuted by the current ``perms`` (Git Re-Basin weight matching); with ``allowed``, only
     the tensors whose other axes belong to those groups. None when no tensor qualifies."""
     n = groups[g].size
+    memo = {} if memo is None else memo      # the owner's side: its unit rows and secret positions
     cost, used = torch.zeros(n, n, dtype=torch.float64), False
     parts_a, parts_b, used_entries = [], [], []
     for e in groups[g].entries:
@@ -152,10 +153,11 @@ def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, masks=No
         b = units.tensor(suspect, e).detach()
         for h, e2 in others:
             b = _permuted(b, e2, perms[h])
-        a = units.unit_slices(owner, e).double()
+        if ("rows", g, e.key) not in memo:
+            memo[("rows", g, e.key)] = units.unit_slices(owner, e).double(), _mask_rows(masks, e, n)
+        a, rows = memo[("rows", g, e.key)]
         b = b.index_select(e.axis, e.index()).movedim(e.axis, 0).reshape(n, -1).double()
-        rows = _mask_rows(masks, e, n)                 # the secret positions of the unit each suspect unit
-        if rows is not None:                           # is matched to now: left out too
+        if rows is not None:       # the secret positions of the unit each suspect unit is matched to now: left out too
             b = b.masked_fill(rows[torch.argsort(perms[g])], 0.0)
         if masks is not None:
             parts_a.append(a)
@@ -165,23 +167,33 @@ def _weight_cost(owner, suspect, groups, perms, g, touch, allowed=None, masks=No
             cost += a @ b.T
         used = True
     if masks is not None and used:     # each unit as one vector, outliers clipped, compared by cosine
-        key = (g, tuple(used_entries))           # the owner's side does not change within one alignment
-        a = memo.get(key) if memo is not None else None
-        if a is None:
-            a = _robust_unit(torch.cat(parts_a, 1))
-            if memo is not None:
-                memo[key] = a
-        b = _robust_unit(torch.cat(parts_b, 1))
+        key = (g, tuple(used_entries))           # the owner's side does not change with the suspect
+        if key not in memo:
+            memo[key] = _robust_unit(torch.cat(parts_a, 1))
+        a = memo[key]
+        level = levels.get(key) if levels is not None else None
+        b = torch.cat(parts_b, 1)
+        if level is None:             # a unit's values are only reordered by the other groups' perms:
+            level = _clip_level(b)    # its clipping level once per alignment
+            if levels is not None:
+                levels[key] = level
+        b = _robust_unit(b, level)
         cost = a @ b.T
     return cost if used else None
 
 
-def _robust_unit(rows: torch.Tensor) -> torch.Tensor:
-    """Each row clipped to four robust standard deviations of its own values (1.4826 × their median
-    absolute deviation; unclipped when that is 0) and scaled to norm 1: a few large outliers (a
-    payload far larger than the trained weights) neither dominate a unit nor set its scale."""
+def _clip_level(rows: torch.Tensor) -> torch.Tensor:
+    """Per row, four robust standard deviations of its values (1.4826 × their median absolute
+    deviation; inf when that is 0)."""
     mad = (rows - rows.median(1, keepdim=True).values).abs().median(1, keepdim=True).values
-    level = torch.where(mad > 0, 4 * 1.4826 * mad, torch.full_like(mad, float("inf")))
+    return torch.where(mad > 0, 4 * 1.4826 * mad, torch.full_like(mad, float("inf")))
+
+
+def _robust_unit(rows: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
+    """Each row clipped to ``level`` (default :func:`_clip_level` of its own values) and scaled to
+    norm 1: a few large outliers (a payload far larger than the trained weights) neither dominate a
+    unit nor set its scale."""
+    level = _clip_level(rows) if level is None else level
     rows = torch.maximum(torch.minimum(rows, level), -level)
     return rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-300)
 
@@ -193,8 +205,11 @@ def _assign(cost: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(cols, dtype=torch.long)
 
 
-def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_rounds: int, seed: int, masks=None):
-    memo = {}
+def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_rounds: int, seed: int, masks=None,
+                   memo=None):
+    """``memo``: the owner's side of the costs, shared by the alignments to one owner file."""
+    memo = {} if memo is None else memo
+    levels = {}                          # the suspect's clipping levels, per alignment
     touch = {}
     for gi, g in enumerate(groups):
         for e in g.entries:
@@ -202,9 +217,9 @@ def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_round
     if first_pass:                           # forward order, each group from what is matched already
         done = set()
         for gi in range(len(groups)):
-            cost = _weight_cost(owner, suspect, groups, perms, gi, touch, allowed=done, masks=masks, memo=memo)
+            cost = _weight_cost(owner, suspect, groups, perms, gi, touch, allowed=done, masks=masks, memo=memo, levels=levels)
             if cost is None:
-                cost = _weight_cost(owner, suspect, groups, perms, gi, touch, masks=masks, memo=memo)
+                cost = _weight_cost(owner, suspect, groups, perms, gi, touch, masks=masks, memo=memo, levels=levels)
             perms[gi] = _assign(cost)
             done.add(gi)
     gen = torch.Generator().manual_seed(seed)
@@ -212,7 +227,7 @@ def _match_weights(owner, suspect, groups, perms, *, first_pass: bool, max_round
     for rounds in range(1, max_rounds + 1):
         moved = False
         for gi in torch.randperm(len(groups), generator=gen).tolist():
-            new = _assign(_weight_cost(owner, suspect, groups, perms, gi, touch, masks=masks, memo=memo))
+            new = _assign(_weight_cost(owner, suspect, groups, perms, gi, touch, masks=masks, memo=memo, levels=levels))
             if not torch.equal(new, perms[gi]):
                 perms[gi], moved, changed[gi] = new, True, True
         if not moved:
@@ -294,6 +309,50 @@ def _masked(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     return out
 
 
+@dataclass
+class _OwnerSide:
+    """What :func:`align` computes from the owner's file alone (reused while that file is unchanged)."""
+
+    model: nn.Module          # held, so that its id names it while remembered
+    groups: list
+    shape: tuple
+    own: nn.Module            # the owner in canonical scale
+    factors: dict
+    masks: dict | None
+    ref: nn.Module            # ``own`` with the secret positions at 0: what the permutations are matched to
+    masked_factors: dict
+    memo: dict                # the owner's side of the weight-matching costs
+
+
+_OWNER_SIDES: dict = {}
+
+
+def _state_stamp(model: nn.Module) -> tuple:
+    """Where each tensor of ``model`` lives and how often it was written in place: changes when
+    the file does (training steps, ``load_state_dict``, reassigned tensors)."""
+    return tuple((k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
+def _owner_side(owner: nn.Module, ignore) -> _OwnerSide:
+    ig = None if not ignore else tuple(sorted((k, D.digest(torch.as_tensor(v).cpu())) for k, v in ignore.items()))
+    key = (id(owner), _state_stamp(owner), ig)
+    hit = _OWNER_SIDES.get(key)
+    if hit is not None:
+        return hit
+    shape = units.input_shape(owner)
+    go = units.describe(owner, shape)
+    own = copy.deepcopy(owner).eval()
+    factors = canonicalise(own, go)
+    masks = _masks(own, ignore) if ignore else None
+    ref = _masked(own, masks) if ignore else own
+    masked_factors = canonicalise(copy.deepcopy(own), go, masks) if masks else {}
+    if len(_OWNER_SIDES) >= 8:
+        _OWNER_SIDES.pop(next(iter(_OWNER_SIDES)))
+    side = _OwnerSide(owner, go, shape, own, factors, masks, ref, masked_factors, {})
+    _OWNER_SIDES[key] = side
+    return side
+
+
 def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = None, method: str = "weights",
           seed: int = 0, tol: float = 1e-5, max_rounds: int = 100,
           ignore: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, AlignReport]:
@@ -320,20 +379,16 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
     if not tol >= 0:
         raise ValueError(f"tol={tol} must be >= 0")
     suspect, owner = _on_cpu(suspect), _on_cpu(owner)      # a model mid-training may sit on a GPU
-    go = units.describe(owner)
+    prep = _owner_side(owner, ignore)
+    go, shape, own, owner_factors, masks, ref = prep.groups, prep.shape, prep.own, prep.factors, prep.masks, prep.ref
     try:
-        gs = units.describe(suspect, units.input_shape(owner))
+        gs = units.describe(suspect, shape)
     except (ValueError, RuntimeError) as e:
         raise ValueError(f"suspect: not a zero-cost transform of the owner's architecture ({e})") from e
     _check_architecture(suspect, owner, go, gs)
     start = [g.size for g in gs]
-    own = copy.deepcopy(owner).eval()
-    owner_factors = canonicalise(own, go)
-    masks = _masks(own, ignore) if ignore else None
-    ref = _masked(own, masks) if ignore else own        # what the permutations are matched to
     work = copy.deepcopy(suspect).eval()
     canonicalise(work, gs)
-    shape = units.input_shape(owner)
     removed = [[0, 0] for _ in go]
     for sweep in range(2 * len(go)):         # forward, backward, ...: a dummy read only by dummies goes once they do
         if all(a.size == b.size for a, b in zip(go, gs)):
@@ -363,14 +418,14 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
         how = ["activations"] * len(go)
     if method in ("weights", "both"):
         report.rounds, changed = _match_weights(ref, work, go, perms, first_pass=method == "weights",
-                                                max_rounds=max_rounds, seed=seed, masks=masks)
+                                                max_rounds=max_rounds, seed=seed, masks=masks, memo=prep.memo)
         if method == "both":
             how = ["activations, then weights" if changed.get(i) else "activations" for i in range(len(go))]
     for gi, g in enumerate(gs):
         units.reindex(work, g, perms[gi])
     if masks:               # in the owner's coordinates now: scales matched without the secret positions
         canonicalise(work, go, masks)
-        for (gi, si), f in canonicalise(own, go, masks).items():
+        for (gi, si), f in prep.masked_factors.items():
             units.rescale(work, go[gi], go[gi].sites[si], 1 / f)
     for (gi, si), f in owner_factors.items():
         units.rescale(work, go[gi], go[gi].sites[si], 1 / f)
@@ -381,8 +436,7 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
         report.groups.append(GroupAlignment(g.name, g.size, start[gi], removed[gi][0], removed[gi][1],
                                             how[gi] if g.size > 1 else "single unit",
                                             int((perms[gi] != torch.arange(g.size)).sum())))
-    x = D.to_float(probe) if probe is not None else torch.rand(
-        8, *units.input_shape(owner), generator=torch.Generator().manual_seed(0))
+    x = D.to_float(probe) if probe is not None else torch.rand(8, *shape, generator=torch.Generator().manual_seed(0))
     was = suspect.training
     with torch.no_grad():
         before, after = suspect.eval()(x), out(x)

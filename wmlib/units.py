@@ -27,6 +27,7 @@ recurrent IRNNs: ``nn.RNN`` mixes units through time) raise a ``ValueError`` nam
 """
 from __future__ import annotations
 
+import functools
 import operator
 from dataclasses import dataclass
 
@@ -66,10 +67,16 @@ class Entry:
         return (self.module, self.tensor, self.axis, self.role, self.block)
 
     def index(self, units: torch.Tensor | None = None) -> torch.Tensor:
-        """Positions along ``axis`` of the given units (all, in order, by default)."""
-        pos = torch.tensor(self.positions, dtype=torch.long)
-        pos = pos if units is None else pos[units]
-        return (pos[:, None] * self.block + torch.arange(self.block)).reshape(-1)
+        """Positions along ``axis`` of the given units (all, in order, by default); not to be
+        written to (the full index is shared)."""
+        full = _index(self.positions, self.block)
+        return full if units is None else full.view(-1, self.block)[units].reshape(-1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _index(positions: tuple[int, ...], block: int) -> torch.Tensor:
+    pos = torch.tensor(positions, dtype=torch.long)
+    return (pos[:, None] * block + torch.arange(block)).reshape(-1)
 
 
 @dataclass(frozen=True)
