@@ -40,6 +40,7 @@ def browser():
 def visit(browser, page_file: Path, screenshot: Path | None = None) -> dict:
     """Open a page; report broken images, requests leaving the machine, and the visible text."""
     page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    page.set_default_timeout(120_000)     # the other worker may be training: 30 s was exceeded once
     external = []
 
     def route(r):
