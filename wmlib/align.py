@@ -19,6 +19,7 @@ Every step keeps the suspect's outputs, up to float rounding and the merge toler
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 
 import torch
@@ -311,9 +312,8 @@ def _masked(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
 
 @dataclass
 class _OwnerSide:
-    """What :func:`align` computes from the owner's file alone (reused while that file is unchanged)."""
+    """What :func:`align` computes from the owner's file alone (reused for the same file, by content)."""
 
-    model: nn.Module          # held, so that its id names it while remembered
     groups: list
     shape: tuple
     own: nn.Module            # the owner in canonical scale
@@ -327,18 +327,22 @@ class _OwnerSide:
 _OWNER_SIDES: dict = {}
 
 
-def _state_stamp(model: nn.Module) -> tuple:
-    """Where each tensor of ``model`` lives and how often it was written in place: changes when
-    the file does (training steps, ``load_state_dict``, reassigned tensors)."""
-    return tuple((k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in model.state_dict().items())
+def file_stamp(model: nn.Module) -> str:
+    """A content hash of ``model``: its modules' types and its file (every tensor's name, shape,
+    dtype and values): equal stamps, equal models, whatever was edited in place and however."""
+    h = hashlib.sha256(repr([(n, type(m).__qualname__) for n, m in model.named_modules()]).encode())
+    for k, v in model.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _owner_side(owner: nn.Module, ignore) -> _OwnerSide:
     ig = None if not ignore else tuple(sorted((k, D.digest(torch.as_tensor(v).cpu())) for k, v in ignore.items()))
-    key = (id(owner), _state_stamp(owner), ig)
-    hit = _OWNER_SIDES.get(key)
-    if hit is not None:
-        return hit
+    key = (file_stamp(owner), ig)
+    if key in _OWNER_SIDES:
+        return _OWNER_SIDES[key]
     shape = units.input_shape(owner)
     go = units.describe(owner, shape)
     own = copy.deepcopy(owner).eval()
@@ -346,9 +350,9 @@ def _owner_side(owner: nn.Module, ignore) -> _OwnerSide:
     masks = _masks(own, ignore) if ignore else None
     ref = _masked(own, masks) if ignore else own
     masked_factors = canonicalise(copy.deepcopy(own), go, masks) if masks else {}
-    if len(_OWNER_SIDES) >= 8:
+    if len(_OWNER_SIDES) >= 4:
         _OWNER_SIDES.pop(next(iter(_OWNER_SIDES)))
-    side = _OwnerSide(owner, go, shape, own, factors, masks, ref, masked_factors, {})
+    side = _OwnerSide(go, shape, own, factors, masks, ref, masked_factors, {})
     _OWNER_SIDES[key] = side
     return side
 

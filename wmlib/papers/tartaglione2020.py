@@ -183,11 +183,12 @@ class Owner:
     def null(self, embedding: str) -> dict[str, float]:
         """The correlations of the never-watermarked models (``others``) aligned to the owner's
         file of ``embedding``: the null the aligned extraction's threshold is calibrated on."""
-        if embedding not in self._null:
-            ref = self.reference(embedding).model
-            self._null[embedding] = {name: W.correlation(t.model, self.key, self.values, owner=ref)[0]
-                                     for name, t in self.others.items()}
-        return self._null[embedding]
+        which = embedding if embedding in self.embedded() else "naive"     # the file it is aligned to
+        if which not in self._null:
+            ref = self.reference(which).model
+            self._null[which] = {name: W.correlation(t.model, self.key, self.values, owner=ref)[0]
+                                 for name, t in self.others.items()}
+        return self._null[which]
 
     def verdict(self, model: torch.nn.Module, embedding: str = "naive", *, align: bool = True):
         """The extraction on ``model`` aligned to the owner's file of ``embedding``, its threshold

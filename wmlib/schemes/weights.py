@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from .. import data as D
 from ..align import align as align_models
+from ..align import file_stamp
 from ..align import summary as align_summary
 from ..cache import load_or_create
 from ..device import autocast
@@ -180,6 +181,22 @@ def correlation(model: nn.Module, key: Key, values: torch.Tensor, *,
     when given (the key positions left out of the matching); 0 and p = 1 for constant values."""
     if len(values) != len(key):
         raise ValueError(f"values has {len(values)} entries but the key {len(key)} positions")
+    if owner is None:
+        return _correlation(model, key, values, None)
+    memo = (file_stamp(model), file_stamp(owner), key.digest, D.digest(values.detach().double().cpu()))
+    if memo not in _READINGS:                  # a page reads one file against one owner many times
+        if len(_READINGS) >= 1024:
+            _READINGS.pop(next(iter(_READINGS)))
+        _READINGS[memo] = _correlation(model, key, values, owner)
+    return _READINGS[memo]
+
+
+_READINGS: dict = {}
+"""Aligned readings of this process, by the contents of (suspect file, owner's file, key, payload):
+alignment takes a second where the reading itself takes a millisecond."""
+
+
+def _correlation(model, key, values, owner):
     alignment = None
     if owner is not None:
         try:
