@@ -130,3 +130,24 @@ def test_alignment_leaves_its_inputs_alone():
     assert all(torch.equal(v, suspect.model.state_dict()[k]) for k, v in before.items())
     assert aligned is not base.model and isinstance(aligned, type(base.model))
     assert Trained(aligned).model.head.in_features == 128
+
+
+def test_what_is_remembered_of_an_owner_follows_its_contents_not_the_object():
+    """The owner's side of alignment is reused per owner file: an edit in place through ``.data``
+    (which no version counter sees) must not be aligned to with the old file's side."""
+    from wmlib.align import file_stamp
+    base = owner("cifar_cnn")
+    mine = attacks.permute_units(base, seed=3)                 # an owner file of our own, edited below
+    ref = mine.model
+    suspect = attacks.permute_units(mine, seed=1).model
+    first, _ = align(suspect, ref)
+    assert recovered(first, ref) < TOL
+    stamp = file_stamp(ref)
+    moved = attacks.permute_units(base, seed=7).model
+    for p, q in zip(ref.parameters(), moved.parameters()):
+        p.data.copy_(q.data)                                 # same object, new contents
+    for b, c in zip(ref.buffers(), moved.buffers()):
+        b.data.copy_(c.data)
+    assert file_stamp(ref) != stamp
+    again, _ = align(suspect, ref)
+    assert recovered(again, ref) < TOL and recovered(again, first) > 0.1

@@ -359,7 +359,7 @@ def _owner_side(owner: nn.Module, ignore) -> _OwnerSide:
 
 def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = None, method: str = "weights",
           seed: int = 0, tol: float = 1e-5, max_rounds: int = 100,
-          ignore: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, AlignReport]:
+          ignore: dict[str, torch.Tensor] | None = None, measure: bool = True) -> tuple[nn.Module, AlignReport]:
     """``suspect`` brought into ``owner``'s coordinates (module docstring): returns a model with the
     owner's architecture and shapes, computing the suspect's function, and the report.
 
@@ -375,6 +375,8 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
     their values clipped to four robust standard deviations of each unit, so that neither the
     suspect's own copy of the secret (large outliers at permuted places) nor the scale it gives a
     unit pulls the matching. The scales are set without the secret positions, to the owner's.
+    ``measure=False`` leaves the report's distance and logit change unmeasured (NaN): a reading
+    that only needs the aligned file skips two forward passes and a pass over every tensor.
     A suspect that is not a transform of the owner's architecture raises ``ValueError``."""
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; accepted values: {list(METHODS)}")
@@ -440,6 +442,8 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
         report.groups.append(GroupAlignment(g.name, g.size, start[gi], removed[gi][0], removed[gi][1],
                                             how[gi] if g.size > 1 else "single unit",
                                             int((perms[gi] != torch.arange(g.size)).sum())))
+    if not measure:
+        return out, report
     x = D.to_float(probe) if probe is not None else torch.rand(8, *shape, generator=torch.Generator().manual_seed(0))
     was = suspect.training
     with torch.no_grad():

@@ -200,7 +200,8 @@ def _correlation(model, key, values, owner):
     alignment = None
     if owner is not None:
         try:
-            model, report = align_models(model, owner, ignore=key.coordinates(), max_rounds=ALIGN_ROUNDS)
+            model, report = align_models(model, owner, ignore=key.coordinates(), max_rounds=ALIGN_ROUNDS,
+                                         measure=False)
             alignment = align_summary(report)
         except ValueError as e:
             alignment = f"not aligned ({e})"
