@@ -1,5 +1,5 @@
 """Fixtures and helpers of the suite, and how ``make test`` shares the cores (pytest-xdist,
-``-n auto --dist loadscope``): what must run in one process is one unit of work, and the longest
+``-n <cores + 1> --dist loadscope``): what must run in one process is one unit of work, and the longest
 units are handed out first.
 
 The units: a notebook's cells (one kernel); the smoke site (``SITE_FILES``: one smoke grid, one
