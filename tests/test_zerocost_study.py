@@ -179,6 +179,10 @@ def test_smoothed_votes_batchnorm_rescaling_and_alignment(tmp_path, monkeypatch)
               if p.is_floating_point())
     assert gap < 1e-4
     assert np.isfinite(a.record["alignment"].distance) and a.record["alignment"].distance < 1e-3
+    # votes on the aligned suspect are cached under the alignment's key: read again, nothing is aligned
+    calls = []
+    monkeypatch.setattr(ipcert, "aligned", lambda *a, **k: calls.append(1) or aligned(*a, **k))
+    assert mr(edited, owner=owner) == back and calls == []
 
 
 def _table(claimed, claimed_aligned, scores):

@@ -463,9 +463,16 @@ def aligned(suspect: Trained, owner: Trained, *, probe: torch.Tensor | None = No
     Alignment is a deterministic function of the two files (and the probe): a certificate read on
     the aligned suspect covers every file whose aligned form lies within its radius."""
     model, report = align(suspect.model, owner.model, probe=probe, method=method, seed=seed)
-    key = dict(step="align", suspect=suspect.hash, owner=owner.hash, method=method, seed=seed,
-               probe=None if probe is None else D.digest(probe))
+    key = aligned_key(suspect, owner, probe=probe, method=method, seed=seed)
     return Trained(model, {"key": key, "hash": key_hash(key), "alignment": report})
+
+
+def aligned_key(suspect: Trained, owner: Trained, *, probe: torch.Tensor | None = None, method: str = "weights",
+                seed: int = 0) -> dict:
+    """The cache key of :func:`aligned`'s result, known without aligning (what is cached on the
+    aligned model is found without recomputing it)."""
+    return dict(step="align", suspect=suspect.hash, owner=owner.hash, method=method, seed=seed,
+                probe=None if probe is None else D.digest(probe))
 
 
 def summary(report: AlignReport) -> str:

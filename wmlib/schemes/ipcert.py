@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .. import certspace
 from .. import data as D
-from ..align import aligned
+from ..align import aligned, aligned_key
 from ..cache import key_hash, memo
 from ..files import atomic_save, cache_dir
 from ..certify import (
@@ -297,18 +297,19 @@ def smoothed_votes(model: Trained, ip: TriggerSet, *, sigma: float, m: int, seed
     prediction but makes the same σ relatively larger or smaller — cannot change the verdict, and
     the certificate covers every file whose aligned form lies within its radius. None: the file as
     it is (the papers' verification)."""
-    if owner is not None and model.hash != owner.hash:
-        model = aligned(model, owner)
+    align = owner is not None and model.hash != owner.hash
+    name = key_hash(aligned_key(model, owner)) if align else model.hash     # aligned only if not cached
     device = default_device()
     certspace.check_space(space)
 
     def key(draws):
-        return dict(kind="ipcert-votes", model=model.hash, ip=ip.digest, sigma=sigma, m=draws, seed=seed,
+        return dict(kind="ipcert-votes", model=name, ip=ip.digest, sigma=sigma, m=draws, seed=seed,
                     device=device.type, **({"space": certspace.space_key(space)} if space != "parameters" else {}))
 
     def compute():
         t0 = time.time()
-        v = noisy_votes(certspace.folded(model.model, space), ip.x, ip.y, sigma=sigma, m=m, seed=seed,
+        suspect = aligned(model, owner) if align else model
+        v = noisy_votes(certspace.folded(suspect.model, space), ip.x, ip.y, sigma=sigma, m=m, seed=seed,
                         progress=progress, prefixes=prefixes)
         for k, p in v.prefixes.items():
             memo("votes", key(k), lambda p=p, k=k: {"counts": p.counts.tolist(), "draw_match": p.draw_match.tolist(),
