@@ -268,3 +268,13 @@ def template_task(n: int, seed: int) -> D.TensorData:
     y = torch.randint(0, 10, (n,), generator=g)
     x = 0.6 * templates[y] + 0.4 * torch.rand(n, 1, 28, 28, generator=g)
     return D.TensorData((x * 255).round().to(torch.uint8), y)
+
+
+def near_tie_share(model, x: torch.Tensor, rel: float = 1e-4) -> float:
+    """The share (%) of images ``x`` whose two largest logits (fp32) lie within ``rel`` of the
+    largest logit's size: the only predictions an edit that keeps every output to float tolerance
+    may flip in fp32, rounding deciding them (an untrained network on noise has a few)."""
+    with torch.no_grad():
+        z = model.eval()(D.to_float(x))
+    top = z.topk(2, dim=1).values
+    return 100.0 * float(((top[:, 0] - top[:, 1]) <= rel * z.abs().max()).float().mean())

@@ -11,7 +11,7 @@ from wmlib.models import build_model
 from wmlib.papers import lemerrer2020 as steps
 from wmlib.schemes import frontier
 from wmlib.train import Trained
-from conftest import needs_mnist, random_data
+from conftest import near_tie_share, needs_mnist, random_data
 
 
 # ----------------------------------------------------------------------------- settings
@@ -224,7 +224,9 @@ def test_zero_cost_edits_the_marked_networks_it_can_describe(model_cache):
     exp.P = exp.P.replace(eps=0.005)
     table, skipped = steps.zero_cost(exp, marks)
     assert list(table.index.unique(0)) == ["MLP"] and "permute units" in table.loc["MLP"].index
-    assert (table["test accuracy"] == table["test accuracy"].iloc[0]).all()
+    # predictions kept, but for the near ties of this barely trained network, which float rounding decides
+    ties = near_tie_share(exp.base["MLP"].model, exp.data.evalset.x)      # accuracy measured in fp32
+    assert ((table["test accuracy"] - table["test accuracy"].iloc[0]).abs() <= ties + 1e-9).all()
     assert (table["score"] == table["score"].iloc[0]).all()          # queries only: no edit moves the score
     assert "cannot be described (" in skipped["IRNN"] and "known" not in skipped["IRNN"]
     assert "zero_cost_nets" in skipped["CNN"]

@@ -7,6 +7,7 @@ everything but the head (last-layer fine-tuning), ``criterion`` replaces the cro
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import asdict, dataclass, field
@@ -89,15 +90,16 @@ def seed_everything(seed: int) -> torch.Generator:
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
-            device: torch.device | None = None) -> torch.Tensor:
-    """Predicted labels (on the CPU) for images ``x`` (uint8 or float in [0, 1])."""
+            device: torch.device | None = None, fp32: bool = False) -> torch.Tensor:
+    """Predicted labels (on the CPU) for images ``x`` (uint8 or float in [0, 1]), at the
+    machine's precision (:func:`wmlib.device.autocast`) or, with ``fp32``, without autocast."""
     device = device or default_device()
     was_training = model.training
     model.eval().to(device)
     out = []
     for i in range(0, len(x), batch_size):
         xb = D.to_float(x[i:i + batch_size].to(device))
-        with autocast(device):
+        with contextlib.nullcontext() if fp32 else autocast(device):
             out.append(model(xb).argmax(1).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)

@@ -19,7 +19,7 @@ import torch
 from . import attacks, report, units
 from . import data as D
 from .align import aligned, summary
-from .train import Trained, evaluate
+from .train import Trained, accuracy
 from .verdict import Verdict
 
 Verify = Callable[[Trained], Verdict]
@@ -82,7 +82,9 @@ def _aligned_cells(v: Verdict) -> dict:
 
 def study(base: Trained, verify: Verify, test: D.TensorData, *, verify_aligned: Verify | None = None,
           seed: int = 0, only: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """One row per edit of :func:`edits` (and the unedited file first): test accuracy (%), the
+    """One row per edit of :func:`edits` (and the unedited file first): test accuracy (%, in fp32:
+    under bf16 autocast a prediction within rounding of a tie may flip, which is the machine's fast
+    path and not the edit), the
     largest logit change relative to the largest logit, the certified-space distance the file
     moved (blank when the edit changed its shapes), the verdict as the paper reads the file
     (``verify``), and the verdict after alignment to the owner's file (``verify_aligned``;
@@ -92,7 +94,7 @@ def study(base: Trained, verify: Verify, test: D.TensorData, *, verify_aligned: 
     rows = []
     for name, t in {"none (the owner's file)": base, **edits(base, seed, only)}.items():
         rec = t.record
-        row = {"edit": name, "test accuracy": 100 * evaluate(t, test),
+        row = {"edit": name, "test accuracy": 100 * accuracy(t.model, test.x, test.y, fp32=True),
                "largest logit change": (rec["max_logit_change"] / rec["logit_scale"]
                                         if "max_logit_change" in rec else 0.0),
                "distance moved": rec.get("folded_distance", 0.0) if t is not base else 0.0}
@@ -130,6 +132,27 @@ def erased_and_restored(table: pd.DataFrame) -> dict[str, bool]:
 def claimed_anyhow(others: pd.DataFrame) -> int:
     """How many models of an :func:`independents` table are claimed, as read or aligned."""
     return int((others[["claimed", "claimed, aligned"]] == "yes").any(axis=1).sum())
+
+
+def manufactured(others: pd.DataFrame) -> int:
+    """How many models of an :func:`independents` table alignment claims where the paper's
+    reading of the file as it is does not: the false claims alignment itself would add."""
+    return int(((others["claimed, aligned"] == "yes") & (others["claimed"] != "yes")).sum())
+
+
+def add_null_checks(checks, others: pd.DataFrame, who: str = "", *, read_claims_allowed: bool = False) -> None:
+    """A page's check on an :func:`independents` table: no independent model is claimed, as read
+    or aligned; with ``read_claims_allowed`` (a scheme whose own reading is known to claim some
+    independent models, checked elsewhere on the page), alignment claims none that the paper's
+    reading does not."""
+    if read_claims_allowed:
+        n = manufactured(others)
+        checks.add(f"{who}alignment claims no independent model that the paper's reading does not", n == 0,
+                   f"{n} of {len(others)} claimed only after alignment")
+    else:
+        n = claimed_anyhow(others)
+        checks.add(f"{who}no independent model is claimed, aligned or not", n == 0,
+                   f"{n} of {len(others)} claimed")
 
 
 def verdicts_kept(table: pd.DataFrame) -> dict[str, bool]:
@@ -183,6 +206,10 @@ def tidy(table: pd.DataFrame, score_unit: str) -> pd.DataFrame:
     return out
 
 
+def _are(n: int) -> str:
+    return f"{n} is" if n == 1 else f"{n} are"
+
+
 def _names(index) -> str:
     return ", ".join(index) if len(index) else "none"
 
@@ -231,15 +258,26 @@ def finding(table: pd.DataFrame, others: pd.DataFrame | None = None) -> str:
     else:
         out.append(_read_and_aligned(edited))
     if others is not None and len(others):
-        claimed = others.index[(others[["claimed", "claimed, aligned"]] == "yes").any(axis=1)]
+        aligned_yes = others.index[others["claimed, aligned"] == "yes"]
+        read_yes = others.index[others["claimed"] == "yes"]
+        made = aligned_yes.difference(read_yes)
         top = float(np.nanmax(others["score, aligned"].to_numpy(dtype=float)))
+        thr = others["threshold, aligned"]
+        span = f"{thr.min():.3g}" if thr.min() == thr.max() else f"{thr.min():.3g}–{thr.max():.3g}"
         out.append(f" Of {len(others)} independently trained models aligned to the owner's file, "
-                   + (f"none is claimed (highest aligned score {top:.3g}, against thresholds of "
-                      f"{others['threshold, aligned'].min():.3g}–{others['threshold, aligned'].max():.3g})."
-                      if not len(claimed) else f"{len(claimed)} are claimed ({_names(claimed)}): alignment "
-                      f"manufactures a match here, and the threshold must be calibrated on aligned models."))
+                   + (f"none is claimed (highest aligned score {top:.3g}, against a threshold of {span})"
+                      if not len(aligned_yes) else f"{_are(len(aligned_yes))} claimed ({_names(aligned_yes)})"))
+        if len(made):
+            out.append(f"; {len(made)} of them only after alignment ({_names(made)}): alignment manufactures a "
+                       f"match here, and the threshold must be calibrated on aligned models.")
+        elif len(read_yes):
+            out.append(f"; read as they are, {_are(len(read_yes))} claimed already ({_names(read_yes)}): the "
+                       f"scheme's own false claims, which alignment does not add to.")
+        else:
+            out.append(", nor as read." if not len(aligned_yes) else ".")
     return "".join(out)
 
 
-__all__ = ["EDITS", "SMOKE_EDITS", "edits", "verify_after_alignment", "study", "independents", "erased_and_restored", "claimed_anyhow", "verdicts_kept",
+__all__ = ["EDITS", "SMOKE_EDITS", "edits", "verify_after_alignment", "study", "independents", "erased_and_restored", "claimed_anyhow", "manufactured",
+           "add_null_checks", "verdicts_kept",
            "add_checks", "finding", "tidy"]

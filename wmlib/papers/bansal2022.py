@@ -19,6 +19,7 @@ The certificate and every distance cover the whole model file (:mod:`wmlib.certs
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -369,23 +370,36 @@ def sigma_study(P: BansalSettings, dataset: str, trig: dict[str, TriggerSet], ba
 
 
 # ----------------------------------------------------------------------------- zero-cost edits
-def zero_cost(P: BansalSettings, models: dict[str, dict[str, Trained]], trig: dict[str, TriggerSet],
-              test: D.TensorData, *, seed: int = 0, only: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Each zero-cost edit (:func:`wmlib.zerocost.study`) of the certified ``P.study_kind``
-    watermark's file, verified as the paper does (:func:`wmlib.schemes.bansal.verify`: the median
-    trigger accuracy of ``P.m_check`` noisy copies of the file as it is, at σ) and with
-    the noisy copies drawn around the suspect aligned to the owner's file (the votes of
-    :func:`wmlib.schemes.ipcert.smoothed_votes` with ``owner``, from one alignment whose summary the
-    verdict keeps). ``only``: the edits (None: all). Indexed by edit."""
-    owner, trigger = models[P.study_kind]["certified"], trig[P.study_kind]
-
+def _reader(P: BansalSettings, trigger: TriggerSet, seed: int) -> Callable[[Trained], Verdict]:
+    """Bansal et al.'s verdict (:func:`wmlib.schemes.bansal.verify`: the median trigger accuracy of
+    ``P.m_check`` noisy copies of the file as it is, at σ) on ``trigger``."""
     def read(t: Trained) -> Verdict:
         a = smoothed_votes(t, trigger, sigma=P.sigma, m=P.m_check, seed=seed, space="folded").draw_match
         return B.verify(a, sigma=P.sigma, threshold=P.claim_accuracy, radii=P.sigma * np.asarray(RADII),
                         confidence=P.confidence, n=len(trigger))
+    return read
 
+
+def zero_cost(P: BansalSettings, models: dict[str, dict[str, Trained]], trig: dict[str, TriggerSet],
+              test: D.TensorData, *, seed: int = 0, only: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Each zero-cost edit (:func:`wmlib.zerocost.study`) of the certified ``P.study_kind``
+    watermark's file, verified as the paper does (:func:`_reader`) and with the noisy copies drawn
+    around the suspect aligned to the owner's file (:func:`wmlib.zerocost.verify_after_alignment`,
+    whose summary the verdict keeps). ``only``: the edits (None: all). Indexed by edit."""
+    owner, read = models[P.study_kind]["certified"], _reader(P, trig[P.study_kind], seed)
     return zerocost.study(owner, read, test, verify_aligned=zerocost.verify_after_alignment(read, owner),
                           seed=seed, only=only)
+
+
+def zero_cost_null(P: BansalSettings, models: dict[str, dict[str, Trained]], trig: dict[str, TriggerSet], *,
+                   seed: int = 0) -> pd.DataFrame:
+    """The models never watermarked with the ``P.study_kind`` trigger set — the baseline and the
+    certified watermark of every other trigger kind, each trained on its own triggers — verified
+    on the study's trigger set as the paper does and aligned to the certified owner's file first
+    (:func:`wmlib.zerocost.independents`): alignment must not manufacture a match. Indexed by model."""
+    owner, read = models[P.study_kind]["certified"], _reader(P, trig[P.study_kind], seed)
+    others = {f"{w}, {k} triggers": models[k][w] for k in P.kinds if k != P.study_kind for w in ("baseline", "certified")}
+    return zerocost.independents(others, read, zerocost.verify_after_alignment(read, owner))
 
 
 # ----------------------------------------------------------------------------- attacks
@@ -665,6 +679,6 @@ def banner(P: BansalSettings, dataset: str, profile: str, n_attack: int, device:
 __all__ = ["PAPER", "EMBEDDINGS", "RADII", "PAPER_RADII", "ADVERSARY_RADII", "ATTACKS", "BansalSettings",
            "BansalTargets", "SETTINGS", "attacker_data", "triggers", "watermark", "train_models", "draw_acc",
            "certificates", "verdict_table", "certified_curve", "largest_radius", "certified_table", "sigma_study", "smoothed",
-           "adversary_table", "removal", "attack_table", "soundness", "zero_cost", "add_checks", "claim_rows", "extra_rows",
+           "adversary_table", "removal", "attack_table", "soundness", "zero_cost", "zero_cost_null", "add_checks", "claim_rows", "extra_rows",
            "banner", "owners_table", "draw_seconds", "compute_seconds", "paper_certified", "paper_worst_case",
            "paper_removals"]

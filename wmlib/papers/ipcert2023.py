@@ -668,3 +668,15 @@ def zero_cost(P: IPCertSettings, targets: dict[str, tuple[Trained, TriggerSet]],
                                                                                           model),
                                            seed=seed, only=only)
                       for kind, (model, ip) in targets.items()}, names=["IP set"])
+
+
+def zero_cost_null(P: IPCertSettings, targets: dict[str, tuple[Trained, TriggerSet]], nonstolen: list[Trained], *,
+                   seed: int = 0) -> pd.DataFrame:
+    """The non-stolen models (trained independently, never watermarked nor fingerprinted) verified
+    on each IP set of ``targets`` as the paper does and aligned to that target's file first
+    (:func:`wmlib.zerocost.independents`): alignment must not manufacture a match. Indexed by (IP
+    set, model)."""
+    others = {f"non-stolen {i}": m for i, m in enumerate(nonstolen, 1)}
+    return pd.concat({kind: zerocost.independents(others, _reader(P, kind, ip, seed),
+                                                  zerocost.verify_after_alignment(_reader(P, kind, ip, seed), model))
+                      for kind, (model, ip) in targets.items()}, names=["IP set"])
