@@ -240,15 +240,15 @@ sound
 # watermark of the study's trigger kind and verifies it as the paper does (the file as it is) and
 # with the suspect aligned to the owner's file first (`owner=`), so that the certificate then
 # covers every file whose aligned form lies within R of the owner's.
-# Alignment must not manufacture a match: the second table reads the models never watermarked
-# with the study's trigger set (the other kinds' baseline and certified watermarks) on it, as they
-# are and aligned to the owner's file.
+# Alignment must not manufacture a match: the second table reads never-watermarked models
+# (`n_independent`, trained as the owner's without triggers at the next seeds) on the study's
+# trigger set, as they are and aligned to the owner's file.
 # A smoke run applies only a permutation and the batch-norm rescaling (`zerocost.SMOKE_EDITS`).
 
 # %%
 zc_only = zerocost.SMOKE_EDITS if claim_profile == "smoke" else None     # smoke: two edits, not all
 zc_raw = bs.zero_cost(P, models, trig, test, seed=seed, only=zc_only)
-zc_null_raw = bs.zero_cost_null(P, models, trig, seed=seed)
+zc_null_raw = bs.zero_cost_null(P, models, trig, bs.independents(P, dataset, seed=seed, progress=progress), seed=seed)
 glue("zerocost_finding", zerocost.finding(zc_raw, zc_null_raw), display=False)
 zc_table = zerocost.tidy(zc_raw, "rate")
 glue("zerocost", zc_table)

@@ -1,6 +1,8 @@
 """Bansal et al. 2022: the experiment steps of wmlib.papers.bansal2022 — the attacker's half, the
 paper's rows and the profile's checks on given tables, and the adaptive attacker against the
 whole-file certificate on a small batch-norm model that learns in seconds."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -207,3 +209,18 @@ def test_adaptive_attacker_never_beats_the_whole_file_certificate(certified_smal
     assert (table["certified at that distance"] > 0).all()
     assert (table["violated"] == "no").all(), table
     assert (table["smoothed (median), fresh draws"] >= table["certified at that distance"]).all()
+
+
+def test_the_zero_cost_null_is_never_watermarked_models_the_grid_trains_first():
+    """The null of the zero-cost edits: ``n_independent`` models trained as the owner's (same
+    configuration but the seed, no triggers, no curriculum), jobs of the grid; at least five at
+    `cpu` (the issue's bar), two at smoke and tiny."""
+    from wmlib import grid, papers
+    jobs = bs.trainings(P, "mnist", seed=3)
+    owner = P.train_config("mnist", 3)
+    assert len(jobs) == P.n_independent == 5 and [c.seed for c in jobs.values()] == [4, 5, 6, 7, 8]
+    assert all(dataclasses.replace(c, seed=owner.seed) == owner for c in jobs.values())
+    assert grid.trainings("bansal2022", "mnist", "cpu", 3) == jobs
+    assert len(grid.trainings("bansal2022", "cifar10", "cpu", 0)) >= 5
+    assert len(bs.trainings(papers.settings("bansal2022", "smoke", "mnist"), "mnist")) == 2
+    assert P.tiny().n_independent == 2

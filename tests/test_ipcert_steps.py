@@ -267,3 +267,26 @@ def test_fingerprint_transfer_and_compare_at(model_cache, marked, unmarked):
     assert row["MR (no smoothing)"] == 1.0 and 0 <= row["share of R with IPCert ≥ MS"] <= 1
     assert row["mean CMR gap IPCert − MS"] == pytest.approx(row["mean CMR, IPCert"] - row["mean CMR, MS"])
     assert row["largest R/σ with CMR = 1, IPCert"] <= row["largest R/σ with CMR ≥ 0.9, IPCert"]
+
+
+def test_owner_verdicts_align_each_suspect_and_keep_the_papers_reading(model_cache, marked, unmarked):
+    """The owner's verdict table: each suspect aligned to its target's file before the noise is
+    drawn — an edited copy of the target (permuted and rescaled units, two dummy units per layer)
+    reads as the target itself; the paper's reading of the file as it is is kept beside; an
+    independent model stays unclaimed both ways; a model of other widths is read as it is and says
+    it was not aligned."""
+    from wmlib import zerocost
+    P = S.IPCertSettings(sigma_wm=0.05, m=100, m_mr=100, alpha=0.001)
+    edited = zerocost.edits(marked, 0, only=("all of them",))["all of them"]
+    torch.manual_seed(5)
+    narrow = T.Trained(Classifier(Normalize((0.5,), (0.25,)), nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU()),
+                                  nn.Linear(16, 10)).eval(), {"hash": "steps-narrow", "seconds": 1.0})
+    suspects = [("watermark", name, m, 100) for name, m in
+                (("target", marked), ("edited", edited), ("independent", unmarked), ("narrow", narrow))]
+    ours, paper = S.owner_verdicts(P, S.Smoother(seed=0), {"watermark": marked}, {"watermark": IP}, suspects)
+    target = ours["watermark", "target"]
+    assert target.passed and target.score == 1.0 and paper["watermark", "target"].score == 1.0
+    assert ours["watermark", "edited"].score == target.score and ours["watermark", "edited"].passed
+    assert not ours["watermark", "independent"].passed and not paper["watermark", "independent"].passed
+    assert ours["watermark", "narrow"].alignment.startswith("not aligned")
+    assert ours["watermark", "narrow"].score == paper["watermark", "narrow"].score

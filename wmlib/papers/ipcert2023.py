@@ -282,15 +282,17 @@ class Smoother:
         first m' draws of a pass asked for with ``prefixes`` cost nothing of their own)."""
         return [v.seconds for key, v in self._seen.items() if key not in self._prefix]
 
-    def votes(self, model: Trained, ip: TriggerSet, sigma: float, m: int, prefixes=()) -> ipcert.SmoothedVotes:
+    def votes(self, model: Trained, ip: TriggerSet, sigma: float, m: int, prefixes=(),
+              owner: Trained | None = None) -> ipcert.SmoothedVotes:
         """The votes of ``m`` draws; ``prefixes``: draw counts m' < m whose votes this one pass also
-        gives (:func:`wmlib.schemes.ipcert.smoothed_votes`)."""
-        key = (model.hash, ip.digest, sigma, m)
+        gives; ``owner``: the votes of ``model`` aligned to the owner's file first
+        (:func:`wmlib.schemes.ipcert.smoothed_votes`)."""
+        key = (model.hash, ip.digest, sigma, m, None if owner is None else owner.hash)
         prefixes = sorted(k for k in set(prefixes) if k < m)
-        self._prefix.update((model.hash, ip.digest, sigma, k) for k in prefixes)
+        self._prefix.update((model.hash, ip.digest, sigma, k, key[-1]) for k in prefixes)
         if key not in self._seen:
             self._seen[key] = ipcert.smoothed_votes(model, ip, sigma=sigma, m=m, seed=self.seed, space=self.space,
-                                                    progress=self.progress, prefixes=prefixes)
+                                                    progress=self.progress, prefixes=prefixes, owner=owner)
         return self._seen[key]
 
     def prefixes(self, P: "IPCertSettings") -> tuple[int, ...]:
@@ -303,6 +305,27 @@ class Smoother:
         v = self.votes(model, ip, sigma, m)
         return {"no smoothing": accuracy(model.model, ip.x, ip.y), "MS": v.median_match,
                 "IPCert": matching_rate(v.labels, ip.y.numpy())}
+
+
+def owner_verdicts(P: "IPCertSettings", smoother: Smoother, targets: dict[str, Trained], ips: dict[str, TriggerSet],
+                   suspects: list[tuple[str, str, Trained, int]]) -> tuple[dict, dict]:
+    """IPCert's verdict (:func:`wmlib.schemes.ipcert.verify`) on each suspect (IP set, name,
+    model, draws) of ``suspects``: aligned to its IP set's target file first (``owner`` of
+    :meth:`Smoother.votes`; a suspect that is no transform of the target's architecture is read
+    as it is), and as the paper reads it (the file as it is). Two dicts keyed by (IP set, name)."""
+    def verify(votes, kind):
+        return ipcert.verify(votes, ips[kind].y, threshold=P.claim_mr, radii=grid(P.sigma(kind)), alpha=P.alpha)
+
+    ours, paper = {}, {}
+    for kind, name, model, draws in suspects:
+        plain = smoother.votes(model, ips[kind], P.sigma(kind), draws)
+        paper[kind, name] = verify(plain, kind)
+        try:
+            votes = smoother.votes(model, ips[kind], P.sigma(kind), draws, owner=targets[kind])
+            ours[kind, name] = verify(votes, kind)
+        except ValueError as e:              # not a transform of the target's architecture
+            ours[kind, name] = replace(paper[kind, name], alignment=f"not aligned ({e})")
+    return ours, paper
 
 
 def ipcert_curve(votes, y, sigma: float, alpha: float) -> np.ndarray:
