@@ -290,3 +290,17 @@ def test_owner_verdicts_align_each_suspect_and_keep_the_papers_reading(model_cac
     assert not ours["watermark", "independent"].passed and not paper["watermark", "independent"].passed
     assert ours["watermark", "narrow"].alignment.startswith("not aligned")
     assert ours["watermark", "narrow"].score == paper["watermark", "narrow"].score
+
+
+def test_a_transform_after_fine_tuning_votes_as_fine_tuning_alone(model_cache, marked):
+    """The certified readings: the thief fine-tunes the target, then permutes and rescales its units
+    and adds dummy units; the votes drawn around the copy aligned to the target's file are those
+    of the fine-tuned model aligned alone (the same draws on the same aligned file)."""
+    from wmlib import attacks, zerocost
+    ft = attacks.fine_tune(marked, "FTAL", VAL, epochs=1, lr=0.01, batch_size=50, progress=False)
+    edited = zerocost.edits(ft, 0, only=("all of them",))["all of them"]
+    alone = ipcert.smoothed_votes(ft, IP, sigma=0.05, m=100, owner=marked)
+    after = ipcert.smoothed_votes(edited, IP, sigma=0.05, m=100, owner=marked)
+    mr = [ipcert.matching_rate(v.labels, IP.y.numpy()) for v in (alone, after)]
+    assert mr[0] >= 0.9 and abs(mr[1] - mr[0]) <= 0.05
+    assert abs(float(np.median(after.draw_match)) - float(np.median(alone.draw_match))) <= 0.05
