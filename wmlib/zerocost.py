@@ -140,19 +140,21 @@ def manufactured(others: pd.DataFrame) -> int:
     return int(((others["claimed, aligned"] == "yes") & (others["claimed"] != "yes")).sum())
 
 
-def add_null_checks(checks, others: pd.DataFrame, who: str = "", *, read_claims_allowed: bool = False) -> None:
-    """A page's check on an :func:`independents` table: no independent model is claimed, as read
-    or aligned; with ``read_claims_allowed`` (a scheme whose own reading is known to claim some
-    independent models, checked elsewhere on the page), alignment claims none that the paper's
-    reading does not."""
-    if read_claims_allowed:
-        n = manufactured(others)
-        checks.add(f"{who}alignment claims no independent model that the paper's reading does not", n == 0,
-                   f"{n} of {len(others)} claimed only after alignment")
-    else:
-        n = claimed_anyhow(others)
-        checks.add(f"{who}no independent model is claimed, aligned or not", n == 0,
-                   f"{n} of {len(others)} claimed")
+def add_null_checks(checks, others: pd.DataFrame, who: str = "", *, read_claims_allowed: bool = False,
+                    read_target: str | None = None) -> None:
+    """A page's checks on an :func:`independents` table: alignment claims no independent model that
+    the paper's reading does not (asserted at every profile: alignment must not manufacture a
+    match); and, unless ``read_claims_allowed`` (a scheme whose own reading is known to claim some
+    independent models, checked elsewhere on the page), none is claimed as the paper reads it —
+    held to the targets' field ``read_target`` (None: always asserted; a profile whose models learn
+    nothing, such as a tiny one answering one class everywhere, shows it only)."""
+    n = manufactured(others)
+    checks.add(f"{who}alignment claims no independent model that the paper's reading does not", n == 0,
+               f"{n} of {len(others)} claimed only after alignment")
+    if not read_claims_allowed:
+        n = int((others["claimed"] == "yes").sum())
+        checks.add(f"{who}no independent model is claimed as the paper reads it", n == 0,
+                   f"{n} of {len(others)} claimed", read_target)
 
 
 def verdicts_kept(table: pd.DataFrame) -> dict[str, bool]:

@@ -60,7 +60,8 @@ class BansalTargets(Targets):
     ``min_white_minus_black``: after fine-tuning and distillation the white-box (median) minus the
     black-box trigger accuracy at least this (``min_white_minus_black_reg``: after the "+ reg"
     distillation at rate 0.1); ``max_sound_violations``: adaptive attacks whose fresh median falls
-    below the certified value."""
+    below the certified value; ``max_null_claims``: never-watermarked models claimed as the paper
+    reads them (the zero-cost edits' null)."""
 
     min_clean_acc: float
     max_acc_drop: float = 0.02
@@ -71,6 +72,7 @@ class BansalTargets(Targets):
     min_white_minus_black: float = 0.0
     min_white_minus_black_reg: float = 0.0
     max_sound_violations: int = 0
+    max_null_claims: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,7 +186,7 @@ class BansalSettings(Settings):
 #: smoke: sanity bounds only (seconds of training learn little); the paper's claims shown only
 SMOKE_TARGETS = BansalTargets(min_clean_acc=0.05, shown_only=(
     "max_acc_drop", "max_acc_drop_other", "min_certified", "min_adversary_gap", "min_adversary_gap_plain", "min_white_minus_black",
-    "min_white_minus_black_reg"))
+    "min_white_minus_black_reg", "max_null_claims"))
 #: cpu: queried plainly, the certified watermark is not more robust to the ℓ2 adversary than the
 #: baseline, and the "+ reg" distillation leaves nothing to verify (page: what we find)
 _CPU_SHOWN = ("min_adversary_gap_plain", "min_white_minus_black_reg")
