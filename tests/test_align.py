@@ -1,5 +1,7 @@
 """Alignment (wmlib.align): it undoes every zero-cost edit exactly, and it cannot create or destroy
 a function (the aligned model computes what the suspect computed), which keeps certificates sound."""
+import copy
+
 import pytest
 import torch
 
@@ -102,6 +104,20 @@ def test_a_different_architecture_is_refused():
         align(build_model("mnist_cnn", "mnist", num_classes=12), base.model)
     with pytest.raises(ValueError, match="RNN"):
         align(owner("irnn_rows").model, owner("irnn_rows").model)
+
+
+def test_a_file_without_unit_scales_is_refused_by_name():
+    """Non-finite values are refused on entry; a finite but degenerate file (a batch norm's running
+    variance below −ε: no real scale 1/√(v + ε)) gets one clear error naming the tensor."""
+    base = owner("cifar_cnn")
+    broken = copy.deepcopy(base.model)
+    with torch.no_grad():
+        broken.features[1].running_var[0] = -1.0
+    with pytest.raises(ValueError, match="features.1.running_var have no finite positive scale"):
+        align(broken, base.model)
+    broken.features[1].running_var[0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        align(broken, base.model)
 
 
 def test_real_extra_units_are_not_dummies():

@@ -73,15 +73,19 @@ def canonicalise(model: nn.Module, groups: list[units.Group], masks=None) -> dic
         for si, site in enumerate(g.sites):
             if site.means:
                 e = g.entries[site.variances[0]]
+                where = e.name
                 v = units.unit_slices(model, e).double()[:, 0]
                 f = 1 / torch.sqrt(v + model.get_submodule(e.module).eps)
             else:
-                rows = []
+                rows, where = [], g.entries[site.out[0]].name
                 for i in site.out:
                     r, m = units.unit_slices(model, g.entries[i]).double(), _mask_rows(masks, g.entries[i], g.size)
                     rows.append(r if m is None else r.masked_fill(m, 0.0))
                 norm = torch.cat(rows, 1).norm(dim=1)
                 f = torch.where(norm > 0, 1 / norm.clamp_min(1e-300), torch.ones_like(norm))
+            if not bool((torch.isfinite(f) & (f > 0)).all()):
+                raise ValueError(f"the units of {where} have no finite positive scale (the file holds "
+                                 f"non-finite or degenerate values there): it cannot be aligned")
             units.rescale(model, g, site, f)
             factors[(gi, si)] = f
     return factors
