@@ -66,6 +66,8 @@ def test_settings_of_every_profile_and_tiny():
     assert 2 <= tiny.m <= 4 and tiny.m_mr == 2 and tiny.targets == S.SMOKE_TARGETS
     assert all(len(getattr(tiny, f.name)) <= 2 for f in fields(tiny) if f.name.endswith("_sweep"))
     assert tiny.pgd_radii == (0.25,) and tiny.lam_radius == 0.25 and tiny.lam_sweep == (tiny.pgd_lam,)
+    # the zero-cost null reads at least five independent models per dataset at cpu (issue 25)
+    assert all(papers.settings("ipcert2023", "cpu", ds).nonstolen >= 5 for ds in ("mnist", "cifar10"))
     # cpu: the two claims that do not hold on the CPU CNN are shown, not asserted
     cpu = papers.settings("ipcert2023", "cpu", "cifar10")
     assert not cpu.targets.asserted("min_ipcert_minus_ms") and cpu.targets.asserted("min_noise_gain")

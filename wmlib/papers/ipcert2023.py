@@ -145,7 +145,7 @@ class IPCertSettings(Settings):
     post_lr: float = 0.05
     temperature: float = 4.0
     attack_plain_wm: bool = False
-    nonstolen: int = 3
+    nonstolen: int = 5
     nonstolen_epochs: int = 1
     sigma_sweep_wm: tuple[float, ...] = (0.01, 0.02, 0.03, 0.05)
     sigma_sweep_fp: tuple[float, ...] = (0.005, 0.01, 0.02)
