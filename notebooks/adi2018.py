@@ -41,9 +41,10 @@ progress = False         # tqdm bars inside the notebook
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown
 from myst_nb import glue
 
-from wmlib import attacks, data, papers, report, results, zerocost
+from wmlib import attacks, cli, data, keys, papers, report, results, zerocost
 from wmlib.device import default_device
 from wmlib.papers import adi2018
 from wmlib.schemes import adi
@@ -258,6 +259,23 @@ zc_table = zerocost.tidy(zc_raw, "rate")
 glue("zerocost", zc_table)
 for m in zc_raw.index.unique(0):
     zerocost.add_checks(checks, zc_raw.xs(m), f"{m}: ", as_read=True)
+
+# %% [markdown]
+# ## Verify a suspect file with `wmbook`
+#
+# The owner's key as the command line reads it (`wmlib.keys`: the trigger set and its labels and a
+# manifest with its digest), and `wmbook verify` run on three files as a user would: the owner's
+# FROMSCRATCH model, a **stolen** copy (all layers fine-tuned for one epoch at a tenth of the owner's
+# training rate on the attacker's images, then every zero-cost edit: dummy units, rescaling,
+# permutation) and NO-WM, trained alike but never shown the trigger set. The [Verify a
+# model](../../book/verify.md) page explains the command, the key files and the exit status.
+
+# %%
+verify_table, verify_session = cli.rehearse(results.keys_path('adi2018', dataset, profile, results_dir, seed), keys.adi_key(trigger, dataset=dataset, architecture=P.model, classes=classes),
+                                            {"owner": scratch.model, "stolen": attacks.steal(scratch, split.attack, lr=P.lr / 10, seed=seed).model,
+                                             "independent": nowm.model}, seed=seed)
+glue("verify_session", Markdown(f"```console\n{verify_session}\n```"))
+glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %% [markdown]
 # ## Checks

@@ -44,9 +44,10 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown
 from myst_nb import glue
 
-from wmlib import data, papers, report, results, zerocost
+from wmlib import attacks, cli, data, keys, papers, report, results, zerocost
 from wmlib.device import default_device
 from wmlib.papers import bansal2022 as bs
 from wmlib.settings import Checks
@@ -264,6 +265,29 @@ claim_rows = bs.claim_rows(dataset, P, cert_raw, adversary_raw, removals_raw, cl
 extra = bs.extra_rows(P, study_raw, sound_raw)
 claims_table = report.comparison(claim_rows + extra, run_name)
 glue("claims", claims_table)
+
+# %% [markdown]
+# ## Verify a suspect file with `wmbook`
+#
+# The owner's key as the command line reads it (`wmlib.keys`: the trigger set of the kind the zero-
+# cost edits study, σ, m, the threshold, the radius grid and the owner's file for alignment and a
+# manifest with its digest), and `wmbook verify` run on three files as a user would: the owner's
+# certified model, a **stolen** copy (all layers fine-tuned for one epoch at a tenth of the owner's
+# training rate on the attacker's images, then every zero-cost edit: dummy units, rescaling,
+# permutation) and a model trained alike without triggers at another seed. The [Verify a
+# model](../../book/verify.md) page explains the command, the key files and the exit status.
+
+# %%
+verify_table, verify_session = cli.rehearse(
+    results.keys_path("bansal2022", dataset, profile, results_dir, seed),
+    keys.bansal_key(trig[P.study_kind], models[P.study_kind]["certified"].model, dataset=dataset, architecture=P.model,
+                    sigma=P.sigma, m=P.m_check, threshold=P.claim_accuracy, radii=P.sigma * np.asarray(bs.RADII),
+                    confidence=P.confidence),
+    {"owner": models[P.study_kind]["certified"].model,
+     "stolen": attacks.steal(models[P.study_kind]["certified"], attacker, lr=P.lr / 10, seed=seed).model,
+     "independent": next(iter(bs.independents(P, dataset, seed=seed, progress=progress).values())).model}, seed=seed)
+glue("verify_session", Markdown(f"```console\n{verify_session}\n```"))
+glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %% [markdown]
 # ## Checks

@@ -52,9 +52,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown
 from myst_nb import glue
 
-from wmlib import certspace, claims, data, papers, report, results, zerocost
+from wmlib import attacks, certspace, claims, cli, data, keys, papers, report, results, zerocost
 from wmlib.certify import matching_rate
 from wmlib.device import default_device
 from wmlib.models import count_parameters
@@ -794,6 +795,27 @@ sweeps.columns.name = (f"profile {run_name}; σ rows: m = {P.m_curve:,}; R from 
                        "figure only): CMR grows with α and m, σ has a best value")
 glue("sweeps", sweeps)
 
+
+# %% [markdown]
+# ## Verify a suspect file with `wmbook`
+#
+# The owner's key as the command line reads it (`wmlib.keys`: the watermark's IP set, σ, m, the MR
+# threshold, the radius grid, α and the owner's file for alignment and a manifest with its digest),
+# and `wmbook verify` run on three files as a user would: the owner's noise-trained watermarked model,
+# a **stolen** copy (all layers fine-tuned for one epoch at a tenth of the owner's training rate on
+# the attacker's images, then every zero-cost edit: dummy units, rescaling, permutation) and the first
+# non-stolen model. The [Verify a model](../../book/verify.md) page explains the command, the key
+# files and the exit status.
+
+# %%
+verify_table, verify_session = cli.rehearse(
+    results.keys_path("ipcert2023", dataset, profile, results_dir, seed),
+    keys.ipcert_key(trigger, wm_noise.model, dataset=dataset, architecture=P.model, sigma=P.sigma("watermark"),
+                    m=P.m_mr, threshold=P.claim_mr, radii=steps.grid(P.sigma("watermark")), alpha=P.alpha),
+    {"owner": wm_noise.model, "stolen": attacks.steal(wm_noise, post_data, lr=P.lr / 10, seed=seed).model,
+     "independent": nonstolen[0].model}, seed=seed)
+glue("verify_session", Markdown(f"```console\n{verify_session}\n```"))
+glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %% [markdown]
 # ## Checks

@@ -43,10 +43,11 @@ progress = False         # tqdm bars inside the notebook
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown
 from myst_nb import glue
 from scipy import stats
 
-from wmlib import claims, papers, report, results, zerocost
+from wmlib import attacks, claims, cli, keys, papers, report, results, zerocost
 from wmlib.data import SOURCES, source
 from wmlib.device import default_device
 from wmlib.models import count_parameters
@@ -334,6 +335,33 @@ zc_table = zerocost.tidy(zc_raw, "rate")
 glue("zerocost", zc_table)
 for n in zc_nets:
     zerocost.add_checks(checks, zc_raw.xs(n), f"{n}: ", as_read=True)
+
+# %% [markdown]
+# ## Verify a suspect file with `wmbook`
+#
+# The owner's key as the command line reads it (`wmlib.keys`: the key inputs and their labels and a
+# manifest with its digest), and `wmbook verify` run on three files as a user would: the owner's
+# marked CNN (the marking the attacks above start from), a **stolen** copy (all layers fine-tuned for
+# one epoch at the marking rate on the attacker's images, then every zero-cost edit: dummy units,
+# rescaling, permutation) and a CNN trained independently (the next seed) and never marked. The
+# [Verify a model](../../book/verify.md) page explains the command, the key files and the exit status.
+
+# %%
+vm = exp.marked(marks)
+vm = vm[vm.net == "CNN"]
+if len(vm) and unmarked.get("CNN"):
+    r = vm.iloc[0]
+    verify_table, verify_session = cli.rehearse(
+        results.keys_path("lemerrer2020", dataset, profile, results_dir, seed),
+        keys.frontier_key(r.key, dataset=dataset, architecture=P.nets["CNN"].model),
+        {"owner": r.model.model,
+         "stolen": attacks.steal(r.model, exp.data.attacker, lr=P.nets["CNN"].mark_lr, seed=seed).model,
+         "independent": unmarked["CNN"][0].model}, seed=seed)
+else:
+    verify_table = pd.DataFrame({"claimed": []})
+    verify_session = "no marked CNN and unmarked CNN at this profile: nothing to verify"
+glue("verify_session", Markdown(f"```console\n{verify_session}\n```"))
+glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %% [markdown]
 # ## Checks

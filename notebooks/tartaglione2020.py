@@ -41,9 +41,10 @@ progress = False         # tqdm bars inside the notebook
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown
 from myst_nb import glue
 
-from wmlib import data, papers, report, results, zerocost
+from wmlib import attacks, cli, data, keys, papers, report, results, zerocost
 from wmlib.device import default_device
 from wmlib.papers import tartaglione2020 as tg
 from wmlib.schemes import weights
@@ -241,6 +242,31 @@ claim_rows = tg.claim_rows(dataset, P, functionality_raw, ft, compression, valle
 extra_rows = tg.informed_rows(informed_raw)
 claims_table = report.comparison(claim_rows + extra_rows, profile).drop(columns=["paper", "gap"], errors="ignore")
 glue("claims", claims_table)
+
+# %% [markdown]
+# ## Verify a suspect file with `wmbook`
+#
+# The owner's key as the command line reads it (`wmlib.keys`: the key positions, the payload, the
+# owner's file for alignment and the aligned correlations of independent models that calibrate its
+# threshold and a manifest with its digest), and `wmbook verify` run on three files as a user would:
+# the owner's robust embedding, a **stolen** copy (all layers fine-tuned for one epoch at a tenth of
+# the owner's training rate on the attacker's images, then every zero-cost edit: dummy units,
+# rescaling, permutation) and a never-watermarked model trained alike at another seed (left out of the
+# threshold's calibration). The [Verify a model](../../book/verify.md) page explains the command, the
+# key files and the exit status.
+
+# %%
+vo = next(iter(owners.values()))
+v_null = vo.null("robust")
+v_ind = list(vo.others)[-1]                 # held out of the calibration: the independent suspect
+verify_table, verify_session = cli.rehearse(
+    results.keys_path("tartaglione2020", dataset, profile, results_dir, seed),
+    keys.tartaglione_key(vo.key, vo.values, vo.robust.model, dataset=dataset, architecture=vo.model,
+                         null=[c for name, c in v_null.items() if name != v_ind]),
+    {"owner": vo.robust.model, "stolen": attacks.steal(vo.robust, split.attack, lr=P.lr / 10, seed=seed).model,
+     "independent": vo.others[v_ind].model}, seed=seed)
+glue("verify_session", Markdown(f"```console\n{verify_session}\n```"))
+glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %% [markdown]
 # ## Checks

@@ -773,6 +773,16 @@ def add_dummy_units(base: Trained, kind: str, count: int = 2, seed: int = 0) -> 
     return _zero_cost("dummy-units", base, {"kind": kind, "count": count, "seed": seed}, change)
 
 
+def steal(base: Trained, data: D.TensorData, *, lr: float, epochs: int = 1, seed: int = 0,
+          progress: bool = False) -> Trained:
+    """A thief's copy: all layers fine-tuned (FTAL) on ``data`` at ``lr``, then every zero-cost edit
+    (:func:`zero_cost_edit`): the stolen suspect of ``wmbook verify``'s worked example."""
+    tuned = fine_tune(base, "FTAL", data, epochs=epochs, lr=lr, seed=seed, progress=progress)
+    out = zero_cost_edit(tuned, seed)
+    return Trained(out.model, {**out.record, "fine_tuned": {"lr": lr, "epochs": epochs, "n": len(data),
+                                                            "seconds": tuned.record["seconds"]}})
+
+
 def zero_cost_edit(base: Trained, seed: int = 0, *, dummies: tuple[str, ...] = DUMMY_KINDS, count: int = 2,
                    low: float = 0.5, high: float = 2.0, bn_low: float = 0.1, bn_high: float = 10.0) -> Trained:
     """The composition: dummy units of each kind in ``dummies`` (``count`` per group each), positive

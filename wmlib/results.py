@@ -96,6 +96,12 @@ def results_path(paper: str, dataset: str, profile: str, folder: Path | None = N
     return Path(folder or results_dir()) / f"{paper}-{dataset}-{profile}-seed{int(seed)}.json"
 
 
+def keys_path(paper: str, dataset: str, profile: str, folder: Path | None = None, seed: int = 0) -> Path:
+    """Where a notebook writes its owner's key and the worked example's model files: ``keys/`` beside
+    the results folder (``build/executed/keys/adi2018-mnist-cpu-seed0``)."""
+    return Path(folder or results_dir()).parent / "keys" / f"{paper}-{dataset}-{profile}-seed{int(seed)}"
+
+
 def write(paper: str, dataset: str, profile: str, rows: list[Row], *, seed: int = 0,
           compute_minutes: float | None = None, folder: Path | None = None) -> Path:
     """Write the record; ``compute_minutes``: training time of every model it used, cached or not

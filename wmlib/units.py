@@ -486,7 +486,7 @@ def _put(model: nn.Module, entry: Entry, new: torch.Tensor) -> None:
         setattr(module, entry.tensor, new.contiguous())
 
 
-def _fix_widths(model: nn.Module, paths) -> None:
+def fix_widths(model: nn.Module, paths) -> None:
     """Shape attributes of resized layers, so that they print and rebuild as their tensors say."""
     for path in set(paths):
         m = model.get_submodule(path)
@@ -517,7 +517,7 @@ def reindex(model: nn.Module, group: Group, index: torch.Tensor, extra: dict[int
         else:
             where = e.index()
             _put(model, e, t.index_copy(e.axis, where, t.index_select(e.axis, e.index(index))))
-    _fix_widths(model, [e.module for e in group.entries])
+    fix_widths(model, [e.module for e in group.entries])
 
 
 @torch.no_grad()

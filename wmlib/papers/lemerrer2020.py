@@ -396,6 +396,10 @@ class Experiment:
                     accuracy=100 * evaluate(attacked, self.data.evalset),
                     seconds=attacked.record.get("seconds", 0.0))
 
+    def marked(self, marks: pd.DataFrame) -> pd.DataFrame:
+        """The markings the attacks start from (:meth:`_marked`), one row each."""
+        return self._marked(marks)
+
     def _marked(self, marks: pd.DataFrame) -> pd.DataFrame:
         """The markings the attacks start from: |K| = ``robust_key_size``, ε, l∞, with a model
         (stitched or not: removals count from the marked model)."""
