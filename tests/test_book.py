@@ -17,7 +17,7 @@ def _pages(site):
 
 def test_every_page_is_built(site):
     pages = _pages(site)
-    for page in ["index.html", "book/index.html", "book/reproduce.html", "book/references.html"] + \
+    for page in ["index.html", "book/index.html", "book/reproduce.html", "book/references.html", "book/verify.html"] + \
             [f"book/{p}.html" for p in papers.PAPERS] + \
             [f"build/executed/{p}-{d}.html" for p, d in runner.pairs()]:
         assert page in pages, page
@@ -84,6 +84,19 @@ def test_bansal_page_pastes_every_table_and_figure_for_each_dataset(site):
     assert len(imgs) >= 2 * 3                              # triggers, certified curves, adversary, per tab
     for src in imgs:
         assert (site / "book" / src).resolve().exists(), f"broken image {src}"
+
+
+def test_verify_page_shows_each_schemes_terminal_session(site, smoke_runs):
+    """The worked example of ``wmbook verify``: per scheme the three commands, each with its printed line and
+    its exit status, and the finding computed from them; the keys and files lie where the page says."""
+    html = (site / "book" / "verify.html").read_text()
+    for suspect in ("owner", "stolen", "independent"):
+        assert html.count(f"--model {suspect}.safetensors") == 5, suspect
+    assert len(re.findall(r"exit [01]", html)) == 3 * 5
+    assert len(re.findall(r"(as it should|wrong for)", html)) == 5
+    for paper in papers.PAPERS:
+        folder = smoke_runs["executed"] / "keys" / f"{paper}-mnist-smoke-seed0"
+        assert (folder / "key" / "manifest.json").is_file() and (folder / "stolen.safetensors").is_file(), paper
 
 
 def test_summary_table_is_filled_from_results(site):

@@ -143,3 +143,45 @@ def test_a_dataset_of_the_paper_profile_that_is_not_here_stops_with_its_name(mon
     assert not (tmp_path / "out" / "adi2018-cifar100.ipynb").exists()
     with pytest.raises(data.DatasetMissing, match="cifar100.*WMLIB_DATA"):
         data.require("cifar100")
+
+
+def test_every_paper_has_headline_claims_covering_its_claims():
+    """The verdict box's rows: each pattern matches a claim and every claim lies under a headline (the
+    loader refuses otherwise); a bad pattern is refused with its name."""
+    for pid in papers.PAPERS:
+        heads = claims.headlines(pid)
+        assert len(heads) >= 3, pid
+        assert {c.id for h in heads for c in h.members()} == set(claims.load(pid)), pid
+
+
+def test_headline_status_applies_one_meaning_per_word():
+    from wmlib.report import HEADLINE_STATUSES, headline_status
+    assert headline_status(["reproduced", "reproduced"], []) == "reproduced"
+    assert headline_status(["reproduced", "qualitatively"], []) == "qualitatively"
+    assert headline_status(["reproduced", "qualitatively", "not yet"], []) == "not reproduced"
+    assert headline_status(["needs GPU", "reproduced"], []) == "reproduced"       # what ran decides
+    assert headline_status([], ["needs a GPU: ResNet-18 for 100 epochs"]) == "needs GPU"
+    assert headline_status([], ["needs online data: STL-10"]) == "needs online data"
+    assert headline_status([], []) == "not attempted"
+    assert headline_status(["not claimed at smoke"] * 2, []) == "not claimed at smoke"
+    for word in ("reproduced", "qualitatively", "not reproduced", "needs GPU", "not attempted"):
+        assert word in HEADLINE_STATUSES
+
+
+def test_verdict_box_is_computed_from_the_records():
+    """A record whose fine-tuning rows miss: that headline reads "not reproduced" on CIFAR-10 with its count,
+    linked to the notebook; a dataset the notebook runs that the paper has no claim on says so."""
+    from wmlib import report
+    ids = [c.id for c in claims.load("adi2018").values() if c.dataset == "cifar10" and c.attempted]
+    kept = [i for i in ids if i.endswith("watermark-kept")]
+    rows = [{"quantity": i, "ours": 1.0, "paper": claims.get("adi2018", i).value, "unit": "%", "note": "",
+             "status": "not yet" if i == kept[0] else "reproduced", "claim": i} for i in ids]
+    rec = {"paper": "adi2018", "dataset": "cifar10", "profile": "cpu", "seed": 0, "rows": rows}
+    nbs = {"mnist": "/build/executed/adi2018-mnist", "cifar10": "/build/executed/adi2018-cifar10"}
+    box = report.verdict_box("adi2018", [rec], nbs)
+    ft = box.loc[[i for i in box.index if "fine-tuning" in i][0]]
+    assert ft["CIFAR-10"].startswith("{doc}`not reproduced </build/executed/adi2018-cifar10>`")
+    func = box.loc[[i for i in box.index if "functionality" in i][0]]
+    assert func["CIFAR-10"].startswith("{doc}`reproduced") and "at cpu" in func["CIFAR-10"]
+    assert func["MNIST"] == "— (not in the paper)" and func["CIFAR-100"] == "not attempted"   # paper profile only
+    assert "Verdicts" in report.verdict_markdown("adi2018", [rec], nbs)

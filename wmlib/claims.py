@@ -18,6 +18,7 @@ unit and tolerance from here (:func:`wmlib.results.claimed`).
 """
 from __future__ import annotations
 
+import fnmatch
 import functools
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -93,6 +94,45 @@ def load(paper: str) -> dict[str, Claim]:
         known = sorted(p.stem for p in CLAIMS_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"no claims file for paper={paper!r} ({path}); papers with one: {known}")
     return _parse(paper, path)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One of a paper's headline claims, over the claims (``fnmatch`` patterns of ids) that decide
+    it; ``see``: the notebook section that shows them. The verdict box of the paper's page."""
+
+    paper: str
+    id: str
+    statement: str
+    claims: tuple[str, ...]
+    see: str
+
+    def members(self) -> list[Claim]:
+        """The claims of the paper the patterns match, in the file's order."""
+        return [c for c in load(self.paper).values() if any(fnmatch.fnmatchcase(c.id, p) for p in self.claims)]
+
+
+@functools.cache
+def headlines(paper: str) -> tuple[Headline, ...]:
+    """The headline claims of ``paper`` (``headlines:`` in ``claims/<paper>.yaml``); every pattern
+    must match a claim, and every claim belong to one headline at least."""
+    path = CLAIMS_DIR / f"{paper}.yaml"
+    doc = yaml.safe_load(path.read_text()) if path.exists() else None
+    entries = (doc or {}).get("headlines") or []
+    out = []
+    for e in entries:
+        if set(e) != {"id", "statement", "claims", "see"}:
+            raise ValueError(f"{path}: headline {e.get('id')!r} needs exactly the fields id, statement, claims, see")
+        h = Headline(paper, e["id"], e["statement"], tuple(e["claims"]), e["see"])
+        for pat in h.claims:
+            if not any(fnmatch.fnmatchcase(c, pat) for c in load(paper)):
+                raise ValueError(f"{path}: headline {h.id!r}: pattern {pat!r} matches no claim id")
+        out.append(h)
+    covered = {c.id for h in out for c in h.members()}
+    left = [c for c in load(paper) if c not in covered]
+    if out and left:
+        raise ValueError(f"{path}: claims in no headline: {left}")
+    return tuple(out)
 
 
 def get(paper: str, claim_id: str) -> Claim:

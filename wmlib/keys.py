@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,7 @@ TENSORS = {"adi": ("x", "y"), "frontier": ("x", "y"), "tartaglione": ("tensor", 
            "bansal": ("x", "y"), "ipcert": ("x", "y")}
 """The tensors of ``key.safetensors`` each scheme needs."""
 
-SETTINGS = {"adi": {"classes", "alpha", "threshold"}, "frontier": {"alpha"},
+SETTINGS = {"adi": {"classes", "alpha", "threshold"}, "frontier": {"alpha", "threshold"},
             "tartaglione": {"names", "alpha", "null", "null_alpha"},
             "bansal": {"sigma", "m", "threshold", "confidence", "radii", "space"},
             "ipcert": {"sigma", "m", "threshold", "alpha", "radii", "space"}}
@@ -129,9 +129,13 @@ def adi_key(trigger: adi.TriggerSet, *, dataset: str, architecture: str, classes
                {"x": trigger.x, "y": trigger.y})
 
 
-def frontier_key(key: frontier.Key, *, dataset: str, architecture: str, alpha: float = 0.05) -> Key:
-    """Le Merrer et al.'s key: the key inputs and their labels; θ from ``alpha`` (Algorithm 2)."""
-    return Key("frontier", dataset, architecture, {"alpha": float(alpha)}, {"x": key.x.float(), "y": key.y})
+def frontier_key(key: frontier.Key, *, dataset: str, architecture: str, alpha: float = 0.05,
+                 threshold: float | None = None) -> Key:
+    """Le Merrer et al.'s key: the key inputs and their labels; θ from ``alpha`` (Algorithm 2), or a
+    stricter score ``threshold`` (a fraction of the key answered alike) calibrated on independent models."""
+    return Key("frontier", dataset, architecture,
+               {"alpha": float(alpha), "threshold": None if threshold is None else float(threshold)},
+               {"x": key.x.float(), "y": key.y})
 
 
 def tartaglione_key(key: weights.Key, values: torch.Tensor, owner: nn.Module, *, dataset: str, architecture: str,
@@ -281,7 +285,8 @@ def verify(key: Key, model: nn.Module, *, align: bool = True, seed: int = 0, pro
     if key.scheme == "frontier":
         k = frontier.Key(key.tensors["x"], key.tensors["y"].long(), torch.zeros(0, dtype=torch.bool),
                          torch.zeros(0, dtype=torch.long))
-        return frontier.extract(model, k, s["alpha"])
+        v = frontier.extract(model, k, s["alpha"])
+        return v if s["threshold"] is None else replace(v, threshold=max(v.threshold, s["threshold"]))
     if key.scheme == "tartaglione":
         wkey = weights.Key(tuple(s["names"][i] for i in key.tensors["tensor"].tolist()),
                            tuple(key.tensors["index"].tolist()))

@@ -144,3 +144,83 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
              "status": r.get("status") or "—", "profile": rec["profile"]}
             for rec in records for r in rec["rows"]]
     return pd.DataFrame(rows, columns=["notebook", "quantity", "paper's", "ours", "status", "profile"])
+
+
+# ----------------------------------------------------------------------------- the verdict box
+HEADLINE_STATUSES = {
+    "reproduced": "every number of the claim within its tolerance of the paper's",
+    "qualitatively": "the claim holds on our models, though some of its numbers lie outside the tolerance",
+    "not reproduced": "the claim does not hold on our models for at least one of its numbers or statements",
+    "needs GPU": "not attempted at this profile: the paper's setting needs a GPU",
+    "needs online data": "not attempted: the data cannot be downloaded where this book was built",
+    "not attempted": "the paper claims it for this dataset, but no notebook that ran records it",
+    "not claimed at smoke": "a `smoke` run (seconds, for CI) claims nothing",
+}
+"""What each status word of a verdict box means: defined once, on the landing page, applied alike to
+every paper."""
+
+_DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet"}
+
+
+def headline_status(statuses: list[str], reasons: list[str]) -> str:
+    """One headline claim's status on one dataset from its rows' statuses (:data:`results.STATUSES`);
+    ``reasons``: the ``not_attempted`` notes of its claims when no row ran."""
+    if not statuses:
+        if reasons and all("online" in r for r in reasons):
+            return "needs online data"
+        return "needs GPU" if reasons and all("GPU" in r or "online" in r for r in reasons) else "not attempted"
+    if "not claimed at smoke" in statuses:
+        return "not claimed at smoke"
+    ran = [s for s in statuses if s in ("reproduced", "qualitatively", "not yet")]
+    if not ran:
+        return "needs online data" if all(s == "needs online data" for s in statuses) else "needs GPU"
+    if "not yet" in ran:
+        return "not reproduced"
+    return "reproduced" if all(s == "reproduced" for s in ran) else "qualitatively"
+
+
+def verdict_box(paper: str, records: list[dict], notebooks: dict[str, str]) -> pd.DataFrame:
+    """The paper's headline claims (``claims/<paper>.yaml``), one per row, and per dataset the
+    paper claims them on: our status (:func:`headline_status`) from the records of the page's runs,
+    linked to the notebook that decides it (``notebooks``: dataset → doc path), with how many of the
+    numbers lie within tolerance."""
+    from . import claims
+    rows = [r for r in claim_rows(records) if r["paper_id"] == paper]
+    heads = claims.headlines(paper)
+    datasets = [d for d in _DATASET_NAMES if d in notebooks or any(c.dataset == d for h in heads for c in h.members())]
+    table = {}
+    for h in heads:
+        members = {c.id: c for c in h.members()}
+        cells = {}
+        for d in datasets:
+            mine = [c for c in members.values() if c.dataset == d]
+            if not mine:
+                cells[_DATASET_NAMES[d]] = "— (not in the paper)" if d in notebooks else "—"
+                continue
+            got = [r for r in rows if r["claim"] in members and members[r["claim"]].dataset == d]
+            status = headline_status([r["status"] for r in got], [c.not_attempted for c in mine if c.not_attempted])
+            numbers = [r for r in got if r["paper"] is not None and r["status"] in ("reproduced", "qualitatively", "not yet")]
+            within = sum(r["status"] == "reproduced" for r in numbers)
+            profile = ", ".join(sorted({r["profile"] for r in got}))
+            word = f"{{doc}}`{status} <{notebooks[d]}>`" if d in notebooks and got else status
+            detail = [f"{within} of {len(numbers)} numbers within tolerance"] if numbers else []
+            detail += [f"at {profile}"] if profile and status not in ("not claimed at smoke",) else []
+            cells[_DATASET_NAMES[d]] = word + (f" ({'; '.join(detail)})" if detail else "")
+        table[f"{h.statement} — *{h.see}*"] = cells
+    df = pd.DataFrame.from_dict(table, orient="index")
+    df.index.name = "the paper's claim — where we test it"
+    return df
+
+
+def verdict_markdown(paper: str, records: list[dict], notebooks: dict[str, str]) -> str:
+    """The verdict box as the paper's page includes it (a table under an admonition)."""
+    df = verdict_box(paper, records, notebooks)
+    return "\n".join([":::{admonition} Verdicts: the paper's claims and what we find", ":class: tip", "",
+                      df.to_markdown(disable_numparse=True), "",
+                      "Status words as defined on the {doc}`landing page </book/index>`; each links to the "
+                      "notebook that decides it. Generated from the results records.", ":::", ""])
+
+
+def status_definitions() -> str:
+    """The status words of every verdict box, for the landing page."""
+    return "\n".join(f"- **{k}** — {v}" for k, v in HEADLINE_STATUSES.items()) + "\n"

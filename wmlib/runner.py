@@ -155,6 +155,7 @@ def write_summary(executed_dir: Path) -> Path:
     every_seed = results.read_all(executed_dir / "results")
     records = results.pages(every_seed)
     write_spreads(executed_dir, every_seed)
+    write_verdicts(executed_dir, records)
     overview = report.paper_overview(records, papers.PAPERS)
     parts = [overview.to_markdown(disable_numparse=True), ""]
     if report.landing_figure(records, executed_dir / "landing.png"):
@@ -168,6 +169,9 @@ def write_summary(executed_dir: Path) -> Path:
     body = table.to_markdown(index=False, disable_numparse=True) if len(table) else "no executed notebook yet"
     parts += [f"::::{{dropdown}} Every headline number ({len(table)} rows)", "", body, "", "::::", ""]
     parts += ["**Over seeds.** " + seeds_mod.markdown(every_seed), ""]
+    parts += ["**What the status words mean.** Each paper page opens with a verdict box: the paper's headline "
+              "claims, and for each dataset one of these words, applied alike to every paper:", "",
+              report.status_definitions()]
     path = executed_dir / "summary.md"
     path.write_text("\n".join(parts))
     write_timings(executed_dir)
@@ -176,6 +180,19 @@ def write_summary(executed_dir: Path) -> Path:
         plan_md.write_text("*No plan was made for this build: `python -m wmlib.runner plan --profile paper "
                            "--markdown build/executed/plan-paper.md` (which `make book` runs) writes it here.*\n")
     return path
+
+
+def write_verdicts(executed_dir: Path, records: list[dict]) -> list[Path]:
+    """``verdicts/<paper>.md``: the verdict box that opens each paper's page (:func:`report.verdict_markdown`)."""
+    folder = Path(executed_dir) / "verdicts"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for pid in papers.PAPERS:
+        notebooks = {d: f"/build/executed/{p}-{d}" for p, d in pairs() if p == pid}
+        path = folder / f"{pid}.md"
+        path.write_text(report.verdict_markdown(pid, records, notebooks))
+        out.append(path)
+    return out
 
 
 def write_spreads(executed_dir: Path, records: list[dict]) -> list[Path]:
