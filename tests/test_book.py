@@ -17,7 +17,8 @@ def _pages(site):
 
 def test_every_page_is_built(site):
     pages = _pages(site)
-    for page in ["index.html", "book/index.html", "book/reproduce.html", "book/references.html", "book/verify.html"] + \
+    for page in ["index.html", "book/index.html", "book/reproduce.html", "book/references.html", "book/verify.html",
+                 "book/matrix.html"] + \
             [f"book/{p}.html" for p in papers.PAPERS] + \
             [f"build/executed/{p}-{d}.html" for p, d in runner.pairs()]:
         assert page in pages, page
@@ -97,6 +98,19 @@ def test_verify_page_shows_each_schemes_terminal_session(site, smoke_runs):
     for paper in papers.PAPERS:
         folder = smoke_runs["executed"] / "keys" / f"{paper}-mnist-smoke-seed0"
         assert (folder / "key" / "manifest.json").is_file() and (folder / "stolen.safetensors").is_file(), paper
+
+
+def test_matrix_page_and_landing_show_the_schemes_against_the_attacks(site):
+    """The tiny smoke matrix (two schemes × three attacks) through the runner into the book: its figure and its
+    generated paragraph on the landing page and on its own page, with every cell's table folded."""
+    for page in ("book/index.html", "book/matrix.html"):
+        html = (site / page).read_text()
+        assert html.count("survives the most attacks") == 2, page          # one paragraph per dataset tab
+        assert "False claims measured on 4 never-watermarked hosts" in html, page
+        imgs = [src for src in re.findall(r'<img[^>]+src="([^"]+)"', html)]
+        assert imgs and all((site / "book" / src).resolve().exists() for src in imgs), page
+    html = (site / "book" / "matrix.html").read_text()
+    assert "Every cell: verdict" in html and "zero-cost edits, aligned" in html and "Tartaglione et al. (weights)" in html
 
 
 def test_summary_table_is_filled_from_results(site):

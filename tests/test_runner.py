@@ -21,6 +21,9 @@ def test_pairs_and_errors():
 def test_every_pair_has_every_profile():
     for paper, dataset in runner.pairs():
         for profile in papers.PROFILES:
+            if paper in papers.STUDIES:          # a study states no paper's targets: it measures
+                assert papers.settings(paper, profile, dataset).table().shape[0] > 3
+                continue
             s = papers.settings(paper, profile, dataset)
             assert s.targets, (paper, dataset, profile)      # each profile states its targets
 

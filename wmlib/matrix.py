@@ -76,6 +76,8 @@ class MatrixSettings(Settings):
     pgd_radius: float = 1.0
     pgd_iters: int = 100
     buffer_steps: int = 20
+    schemes: tuple[str, ...] = keys.SCHEMES
+    attacks: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.n_independent < 4:
@@ -83,18 +85,34 @@ class MatrixSettings(Settings):
                              "threshold calibrated on the others, at least 3)")
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha={self.alpha} must lie in (0, 1)")
+        unknown = sorted(set(self.schemes) - set(keys.SCHEMES))
+        if unknown:
+            raise ValueError(f"schemes={unknown} are not known; accepted values: {list(keys.SCHEMES)}")
+        names = [a.name for a in ATTACKS]
+        unknown = sorted(set(self.attacks or ()) - set(names))
+        if unknown:
+            raise ValueError(f"attacks={unknown} are not known; accepted values: {names}")
+
+    def columns(self) -> tuple["Attack", ...]:
+        """The attacks of this profile (``attacks``; None: all of :data:`ATTACKS`), in their order."""
+        return tuple(a for a in ATTACKS if self.attacks is None or a.name in self.attacks)
+
+    def tiny(self) -> "MatrixSettings":
+        """The same host architecture (ResNet-18 at 1/8 width) and every step at a size that runs in
+        about a minute on a CPU: two schemes × three attacks, a few hundred images, one epoch."""
+        from .models import narrow
+        return self.replace(model=narrow(self.model), epochs=1, n_train=256, n_independent=4, n_trigger=10,
+                            per_batch=5, tartaglione_positions=100, draws=4, n_attack=128, n_test=200, pgd_iters=2,
+                            buffer_steps=2, paper_profile="smoke", schemes=("adi", "tartaglione"),
+                            attacks=TINY_ATTACKS)
 
     def host(self, dataset: str, seed: int = 0) -> TrainConfig:
         return TrainConfig(model=self.model, dataset=dataset, epochs=self.epochs, lr=self.lr,
                            schedule=self.schedule, n_train=self.n_train, seed=seed)
 
 
-SETTINGS = {
-    "smoke": {d: MatrixSettings(epochs=6, n_train=1000, n_independent=4, n_trigger=20, per_batch=10, frontier_key=20,
-                                frontier_epochs=5, tartaglione_positions=300, draws=20, n_attack=500, n_test=1000,
-                                pgd_iters=5, paper_profile="smoke") for d in ("mnist", "cifar10")},
-    "cpu": {"mnist": MatrixSettings(), "cifar10": MatrixSettings(epochs=10, n_train=None)},
-}
+TINY_ATTACKS = ("fine-tune all, high rate", "zero-cost edits, as read", "zero-cost edits, aligned")
+"""The columns of a tiny or smoke matrix: a training attack and the zero-cost edits both ways."""
 
 
 # ----------------------------------------------------------------------------- thresholds
@@ -297,10 +315,13 @@ def cell(owner: Owner, attack: Attack, ctx: Context, test: D.TensorData, owner_a
             "note": v.alignment or ""}
 
 
-def evaluate_matrix(P: MatrixSettings, dataset: str, *, schemes=keys.SCHEMES, attacks_=ATTACKS, seed: int = 0,
+def evaluate_matrix(P: MatrixSettings, dataset: str, *, schemes=None, attacks_=None, seed: int = 0,
                     progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the cells, one row per scheme × attack; the schemes: embedding cost, access, threshold,
-    measured false claims). Every training and attack is cached; a rerun computes only verdicts."""
+    measured false claims). ``schemes`` / ``attacks_``: None for the profile's (``P.schemes``,
+    :meth:`MatrixSettings.columns`). Every training and attack is cached; a rerun computes only verdicts."""
+    schemes = P.schemes if schemes is None else schemes
+    attacks_ = P.columns() if attacks_ is None else attacks_
     split = D.splits(dataset, n_train=P.n_train, n_attack=P.n_attack, n_test=P.n_test)
     clean = train(P.host(dataset, seed), progress=progress)
     clean_acc = 100 * evaluate(clean, split.eval)
@@ -318,5 +339,5 @@ def evaluate_matrix(P: MatrixSettings, dataset: str, *, schemes=keys.SCHEMES, at
     return pd.DataFrame(cells), pd.DataFrame(rows).set_index("scheme")
 
 
-__all__ = ["MatrixSettings", "SETTINGS", "ATTACKS", "CELLS", "Attack", "Owner", "calibrated_threshold",
+__all__ = ["MatrixSettings", "TINY_ATTACKS", "ATTACKS", "CELLS", "Attack", "Owner", "calibrated_threshold",
            "false_claims", "embed", "independents", "cell", "evaluate_matrix"]

@@ -69,10 +69,17 @@ PAPERS: dict[str, Paper] = {p.id: p for p in (
 )}
 
 
+STUDIES: dict[str, Paper] = {p.id: p for p in (
+    Paper("matrix", "The five schemes compared", "One evaluation across the five papers: every scheme "
+          "against every attack, at one false-claim rate", bibkey="", source="this companion"),
+)}
+"""Experiments of this companion across the papers: notebooks and pages like a paper's, without claims."""
+
+
 def get(paper: str) -> Paper:
-    if paper not in PAPERS:
-        raise ValueError(f"paper={paper!r} is not known; accepted values: {sorted(PAPERS)}")
-    return PAPERS[paper]
+    if paper not in PAPERS and paper not in STUDIES:
+        raise ValueError(f"paper={paper!r} is not known; accepted values: {sorted(PAPERS) + sorted(STUDIES)}")
+    return PAPERS.get(paper) or STUDIES[paper]
 
 
 def settings(paper: str, profile: str, dataset: str):
@@ -80,19 +87,21 @@ def settings(paper: str, profile: str, dataset: str):
     return get(paper).settings(profile, dataset)
 
 
-def pairs(papers=None, datasets=None, profile: str | None = None) -> list[tuple[str, str]]:
+def pairs(papers=None, datasets=None, profile: str | None = None, studies: bool = True) -> list[tuple[str, str]]:
     """(paper, dataset) pairs: those in the book by default; with ``profile``, every dataset that
-    profile defines (e.g. CIFAR-100 at ``paper``). ``papers`` / ``datasets`` select."""
+    profile defines (e.g. CIFAR-100 at ``paper``). ``papers`` / ``datasets`` select; ``studies``:
+    the companion's own experiments (:data:`STUDIES`) too."""
     for p in papers or []:
         get(p)
-    out = [(p.id, d) for p in PAPERS.values() if not papers or p.id in papers
+    pages = [*PAPERS.values(), *(STUDIES.values() if studies else ())]
+    out = [(p.id, d) for p in pages if not papers or p.id in papers
            for d in (p.datasets(profile) if profile else p.book_datasets)
            if not datasets or d in datasets]
     if not out:
-        known = {p.id: (p.datasets(profile) if profile else p.book_datasets) for p in PAPERS.values()}
+        known = {p.id: (p.datasets(profile) if profile else p.book_datasets) for p in pages}
         raise ValueError(f"no notebook matches papers={papers} datasets={datasets}"
                          f"{f' at profile {profile}' if profile else ''}; available: {known}")
     return out
 
 
-__all__ = ["PAPERS", "PROFILES", "Paper", "get", "pairs", "settings"]
+__all__ = ["PAPERS", "PROFILES", "STUDIES", "Paper", "get", "pairs", "settings"]
