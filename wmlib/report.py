@@ -60,8 +60,8 @@ def comparison(rows: list[Row], profile: str) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- the landing page
 STATUS_COLORS = {"reproduced": "tab:green", "qualitatively": "tab:olive", "not yet": "tab:red",
-                 "needs GPU": "tab:gray", "needs online data": "tab:gray", "not in paper": "tab:blue",
-                 "not claimed at smoke": "tab:purple"}
+                 "different regime": "tab:orange", "needs GPU": "tab:gray", "needs online data": "tab:gray",
+                 "not in paper": "tab:blue", "not claimed at smoke": "tab:purple"}
 UNIT_PANELS = {"%": "accuracy (%)", "MR": "matching rate", "CMR": "matching rate",
                "ℓ2": "ℓ2 distance", "R/σ": "radius (R/σ)"}
 
@@ -83,7 +83,8 @@ def paper_overview(records: list[dict], registry) -> pd.DataFrame:
         rec_rows = [r for r in claim_rows(records) if r["paper_id"] == p.id]
         counts = pd.Series([r["status"] for r in rec_rows]).value_counts()
         numbers = sum(c.value is not None for c in cl.values())
-        status = ", ".join(f"{int(counts[k])} {k}" for k in ("reproduced", "qualitatively", "not yet")
+        status = ", ".join(f"{int(counts[k])} {k}" for k in ("reproduced", "qualitatively", "not yet",
+                                                              "different regime")
                            if counts.get(k, 0))
         published = (f"{numbers} numbers, {len(cl) - numbers} statements "
                      f"({sum(not c.attempted for c in cl.values())} not attempted)" if numbers else
@@ -151,6 +152,8 @@ HEADLINE_STATUSES = {
     "reproduced": "every number of the claim within its tolerance of the paper's",
     "qualitatively": "the claim holds on our models, though some of its numbers lie outside the tolerance",
     "not reproduced": "the claim does not hold on our models for at least one of its numbers or statements",
+    "different regime": "we ran it, but not like for like (another σ, another scale): the numbers are shown, not "
+                        "compared",
     "needs GPU": "not attempted at this profile: the paper's setting needs a GPU",
     "needs online data": "not attempted: the data cannot be downloaded where this book was built",
     "not attempted": "the paper claims it for this dataset, but no notebook that ran records it",
@@ -173,6 +176,8 @@ def headline_status(statuses: list[str], reasons: list[str]) -> str:
         return "not claimed at smoke"
     ran = [s for s in statuses if s in ("reproduced", "qualitatively", "not yet")]
     if not ran:
+        if "different regime" in statuses:
+            return "different regime"
         return "needs online data" if all(s == "needs online data" for s in statuses) else "needs GPU"
     if "not yet" in ran:
         return "not reproduced"

@@ -18,7 +18,7 @@ from .files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
-STATUSES = ("reproduced", "qualitatively", "not yet", "needs GPU", "needs online data",
+STATUSES = ("reproduced", "qualitatively", "not yet", "different regime", "needs GPU", "needs online data",
             "not in paper", "not claimed at smoke")
 
 
@@ -53,10 +53,17 @@ def status(ours: float | None, paper: float | None, tolerance: float, holds: boo
 
 
 def claimed(paper: str, claim_id: str, ours: float | None, *, holds: bool, profile: str,
-            quantity: str | None = None, note: str = "") -> Row:
+            quantity: str | None = None, note: str = "", regime: str = "") -> Row:
     """A row comparing ``ours`` with claim ``claim_id`` of ``paper`` (value, unit and tolerance
-    from the claims file). ``holds``: whether the paper's claim holds on our models."""
+    from the claims file). ``holds``: whether the paper's claim holds on our models. ``regime``: why
+    the run is not like for like with the paper's (e.g. another σ): the status is then
+    ``different regime`` whatever the numbers, and the note says why."""
     c = claims.get(paper, claim_id)
+    if regime and profile != "smoke" and not c.not_attempted:
+        where = f"{c.table}, {c.where}" if c.table else c.where
+        return Row(quantity or c.quantity, ours, c.value, c.unit,
+                   "; ".join(s for s in (note, f"different regime: {regime}", where) if s), "different regime",
+                   claim=claim_id)
     if c.not_attempted:
         st = "needs online data" if "online" in c.not_attempted else (
             "needs GPU" if "GPU" in c.not_attempted else "not yet")
