@@ -27,3 +27,17 @@ def test_tail_edges():
 def test_bad_alpha():
     with pytest.raises(ValueError, match="alpha"):
         matches_threshold(100, 0.1, alpha=1.5)
+
+
+def test_prediction_bound_is_students_t_for_one_more_model():
+    import numpy as np
+    from scipy import stats as st
+    from wmlib.stats import prediction_bound
+    null = [0.10, 0.12, 0.09, 0.11]
+    bound, mean, scale = prediction_bound(null, 0.01)
+    assert mean == pytest.approx(np.mean(null)) and scale == pytest.approx(np.std(null, ddof=1) * np.sqrt(1.25))
+    assert bound == pytest.approx(mean + st.t.ppf(0.99, 3) * scale)
+    with pytest.raises(ValueError, match="at least 3"):
+        prediction_bound([0.1, 0.2], 0.01)
+    with pytest.raises(ValueError, match="alpha=0"):
+        prediction_bound(null, 0)

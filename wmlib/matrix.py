@@ -20,13 +20,13 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import attacks, keys
 from . import data as D
 from .papers import bansal2022, ipcert2023
 from .schemes import adi, bansal, frontier, ipcert, weights
 from .settings import Settings
+from .stats import prediction_bound
 from .train import Trained, TrainConfig, evaluate, train
 
 CELLS = ("survived", "removed", "removed at a cost")
@@ -118,16 +118,11 @@ TINY_ATTACKS = ("fine-tune all, high rate", "zero-cost edits, as read", "zero-co
 # ----------------------------------------------------------------------------- thresholds
 def calibrated_threshold(null, alpha: float, step: float) -> float:
     """The score above which one more never-watermarked host lies with chance at most ``alpha``: the
-    one-sided (1 − α) prediction bound mean + t(1 − α; n − 1)·sd·√(1 + 1/n) of the scores ``null``
-    of n ≥ 3 such hosts (as :func:`wmlib.schemes.weights.calibrated_threshold`); when they all agree,
-    one ``step`` (a point of the trigger set) above them."""
-    null = np.asarray(null, dtype=float)
-    if null.ndim != 1 or len(null) < 3 or not np.isfinite(null).all():
-        raise ValueError(f"null: {len(np.atleast_1d(null))} scores; calibrating needs at least 3 finite ones")
-    n, sd = len(null), float(null.std(ddof=1))
-    if sd < 1e-9:
-        return float(null.max() + step)
-    return float(null.mean() + stats.t.isf(alpha, n - 1) * sd * np.sqrt(1 + 1 / n))
+    one-sided prediction bound of the scores ``null`` of n ≥ 3 such hosts
+    (:func:`wmlib.stats.prediction_bound`); when they all agree, one ``step`` (a point of the
+    trigger set) above them."""
+    bound, _, scale = prediction_bound(null, alpha)
+    return float(np.max(null) + step) if scale < 1e-9 else bound
 
 
 def false_claims(null, alpha: float, step: float, derived: float = -np.inf) -> tuple[int, list[float]]:

@@ -33,6 +33,7 @@ from ..align import summary as align_summary
 from ..cache import load_or_create
 from ..device import autocast
 from ..models import Classifier, build_model
+from ..stats import prediction_bound
 from ..train import TrainConfig, Trained, fit, seed_everything
 from ..verdict import Verdict
 
@@ -161,17 +162,8 @@ def threshold(n: int, alpha: float = ALPHA) -> float:
 def calibrated_threshold(null, alpha: float = ALIGNED_ALPHA) -> tuple[float, float, float]:
     """(threshold, mean, scale) of the aligned extraction from the correlations ``null`` of n ≥ 3
     independent models aligned to the owner's file: the one-sided (1 − ``alpha``) prediction bound
-    for one more such model, mean + t(1 − α; n − 1) · sd · √(1 + 1/n), under a normal model of
-    the aligned null (Student's t accounts for estimating its mean and spread from n models)."""
-    null = np.asarray(null, dtype=float)
-    if null.ndim != 1 or len(null) < 3 or not np.isfinite(null).all():
-        raise ValueError(f"null: {len(np.atleast_1d(null))} correlations given; calibrating needs at least 3 "
-                         f"finite ones (independent models aligned to the owner's file)")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha} must lie in (0, 1)")
-    n = len(null)
-    scale = float(null.std(ddof=1) * np.sqrt(1 + 1 / n))
-    return float(null.mean() + stats.t.isf(alpha, n - 1) * scale), float(null.mean()), scale
+    for one more such model (:func:`wmlib.stats.prediction_bound`)."""
+    return prediction_bound(null, alpha)
 
 
 def correlation(model: nn.Module, key: Key, values: torch.Tensor, *,
