@@ -239,3 +239,20 @@ def test_attack_writes_an_edited_file_that_is_still_claimed(world, capsys, tmp_p
     code, _, err = run("attack", "--key", w["key"], "--model", w["owner"], "--attack", "melt", "--out", out,
                        capsys=capsys)
     assert code == cli.BAD_INPUT and "invalid choice" in err
+
+
+def test_a_frontier_key_with_a_calibrated_threshold_uses_the_stricter_one(world, capsys, tmp_path):
+    """θ assumes a coin-flipping model; a threshold calibrated on independent models may be stricter (the
+    verdict uses the larger) — and a key whose threshold is below θ keeps θ."""
+    key = keys.read(world["frontier"]["key"])
+    owner = modelfile.load(world["frontier"]["owner"], "cifar_cnn", "mnist")
+    paper = keys.verify(key, owner)
+    strict = keys.frontier_key(frontier.Key(key.tensors["x"], key.tensors["y"].long(), torch.zeros(0, dtype=torch.bool),
+                                            torch.zeros(0, dtype=torch.long)), dataset="mnist", architecture="cifar_cnn",
+                               threshold=0.99)
+    folder = keys.write(strict, tmp_path / "strict")
+    code, out, _ = run("verify", "--key", folder, "--model", world["frontier"]["owner"], "--json", capsys=capsys)
+    v = json.loads(out)
+    assert v["threshold"] == 0.99 > paper.threshold and code == cli.CLAIMED and v["score"] == 1.0
+    lax = keys.write(replace(strict, settings={**strict.settings, "threshold": 0.1}), tmp_path / "lax")
+    assert keys.verify(keys.read(lax), owner).threshold == paper.threshold

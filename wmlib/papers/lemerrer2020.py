@@ -175,7 +175,7 @@ SETTINGS = {
                    markings={"MLP": 8, "CNN": 3, "IRNN": 3},
                    mark_lr_factor={"MLP": 0.1, "CNN": 0.1, "IRNN": 0.25},
                    mark_max_epochs={"MLP": 100, "CNN": 100, "IRNN": 500},
-                   unmarked={"MLP": 3, "CNN": 2, "IRNN": 3},
+                   unmarked={"MLP": 3, "CNN": 4, "IRNN": 3},
                    unmarked_epochs={"MLP": 8, "CNN": 1, "IRNN": 4},
                    prune_rates=PAPER_PRUNE, svd_rates=PAPER_SVD),
         schedule="onecycle", n_train=None, eps=0.25, key_sizes=(20, 100), mark_epoch_size=1000,
