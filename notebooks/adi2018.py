@@ -41,7 +41,6 @@ progress = False         # tqdm bars inside the notebook
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown
 from myst_nb import glue
 
 from wmlib import attacks, cli, data, keys, papers, report, results, zerocost
@@ -274,7 +273,7 @@ for m in zc_raw.index.unique(0):
 verify_table, verify_session = cli.rehearse(results.keys_path('adi2018', dataset, profile, results_dir, seed), keys.adi_key(trigger, dataset=dataset, architecture=P.model, classes=classes),
                                             {"owner": scratch.model, "stolen": attacks.steal(scratch, split.attack, lr=P.lr / 10, seed=seed).model,
                                              "independent": nowm.model}, seed=seed)
-glue("verify_session", Markdown(f"```console\n{verify_session}\n```"))
+glue("verify_session", report.console(verify_session))
 glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %% [markdown]

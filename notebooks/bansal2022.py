@@ -44,7 +44,6 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Markdown
 from myst_nb import glue
 
 from wmlib import attacks, cli, data, keys, papers, report, results, zerocost
@@ -286,7 +285,7 @@ verify_table, verify_session = cli.rehearse(
     {"owner": models[P.study_kind]["certified"].model,
      "stolen": attacks.steal(models[P.study_kind]["certified"], attacker, lr=P.lr / 10, seed=seed).model,
      "independent": next(iter(bs.independents(P, dataset, seed=seed, progress=progress).values())).model}, seed=seed)
-glue("verify_session", Markdown(f"```console\n{verify_session}\n```"))
+glue("verify_session", report.console(verify_session))
 glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %% [markdown]

@@ -52,7 +52,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown
 from myst_nb import glue
 
 from wmlib import attacks, certspace, claims, cli, data, keys, papers, report, results, zerocost
@@ -814,7 +813,7 @@ verify_table, verify_session = cli.rehearse(
                     m=P.m_mr, threshold=P.claim_mr, radii=steps.grid(P.sigma("watermark")), alpha=P.alpha),
     {"owner": wm_noise.model, "stolen": attacks.steal(wm_noise, post_data, lr=P.lr / 10, seed=seed).model,
      "independent": nonstolen[0].model}, seed=seed)
-glue("verify_session", Markdown(f"```console\n{verify_session}\n```"))
+glue("verify_session", report.console(verify_session))
 glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %% [markdown]

@@ -43,7 +43,6 @@ progress = False         # tqdm bars inside the notebook
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown
 from myst_nb import glue
 from scipy import stats
 
@@ -371,7 +370,7 @@ if len(vm) and unmarked.get("CNN"):
 else:
     verify_table = pd.DataFrame({"claimed": []})
     verify_session = "no marked CNN and unmarked CNN at this profile: nothing to verify"
-glue("verify_session", Markdown(f"```console\n{verify_session}\n```"))
+glue("verify_session", report.console(verify_session))
 glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %% [markdown]

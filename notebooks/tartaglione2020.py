@@ -41,7 +41,6 @@ progress = False         # tqdm bars inside the notebook
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Markdown
 from myst_nb import glue
 
 from wmlib import attacks, cli, data, keys, papers, report, results, zerocost
@@ -265,7 +264,7 @@ verify_table, verify_session = cli.rehearse(
                          null=[c for name, c in v_null.items() if name != v_ind]),
     {"owner": vo.robust.model, "stolen": attacks.steal(vo.robust, split.attack, lr=P.lr / 10, seed=seed).model,
      "independent": vo.others[v_ind].model}, seed=seed)
-glue("verify_session", Markdown(f"```console\n{verify_session}\n```"))
+glue("verify_session", report.console(verify_session))
 glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %% [markdown]

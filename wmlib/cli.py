@@ -165,7 +165,7 @@ def rehearsal_finding(table) -> str:
     said = (f"`wmbook verify` claims {' and '.join(claimed) if claimed else 'none of the three files'}"
             f"{'' if len(claimed) == len(table) else ', not ' + ' and '.join(n for n in table.index if n not in claimed)}")
     return said + (": as it should." if not wrong else
-                   f": wrong for {' and '.join(wrong)} at this profile (the table above says by how much).")
+                   f": wrong for {' and '.join(wrong)} at this profile (the session above says by how much).")
 
 
 def entry() -> None:

@@ -101,8 +101,8 @@ class MatrixSettings(Settings):
         """The same host architecture (ResNet-18 at 1/8 width) and every step at a size that runs in
         about a minute on a CPU: two schemes × three attacks, a few hundred images, one epoch."""
         from .models import narrow
-        return self.replace(model=narrow(self.model), epochs=1, n_train=256, n_independent=4, n_trigger=10,
-                            per_batch=5, tartaglione_positions=100, draws=4, n_attack=128, n_test=200, pgd_iters=2,
+        return self.replace(model=narrow(self.model), epochs=1, n_train=128, n_independent=4, n_trigger=10,
+                            per_batch=5, tartaglione_positions=100, draws=4, n_attack=64, n_test=100, pgd_iters=2,
                             buffer_steps=2, paper_profile="smoke", schemes=("adi", "tartaglione"),
                             attacks=TINY_ATTACKS)
 

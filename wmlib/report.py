@@ -229,3 +229,12 @@ def verdict_markdown(paper: str, records: list[dict], notebooks: dict[str, str])
 def status_definitions() -> str:
     """The status words of every verdict box, for the landing page."""
     return "\n".join(f"- **{k}** — {v}" for k, v in HEADLINE_STATUSES.items()) + "\n"
+
+
+def console(text: str):
+    """A terminal session as a notebook shows it and a page pastes it (``glue``): preformatted HTML, the
+    text escaped (a Markdown object would be pasted as its repr)."""
+    import html
+
+    from IPython.display import HTML
+    return HTML(f'<pre class="console">{html.escape(text)}</pre>')

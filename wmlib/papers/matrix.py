@@ -13,14 +13,14 @@ SCHEME_NAMES = {"adi": "Adi et al. (trigger set)", "frontier": "Le Merrer et al.
                 "ipcert": "IPCert (majority vote)"}
 COLOURS = {"survived": "#4c9a2a", "removed": "#c0392b", "removed at a cost": "#e6a23c", "n/a": "#d0d0d0"}
 
-_SMOKE = dict(epochs=6, n_train=1000, n_independent=4, n_trigger=20, per_batch=10, frontier_key=20, frontier_epochs=5,
-              tartaglione_positions=300, draws=20, n_attack=500, n_test=1000, pgd_iters=5, buffer_steps=2,
+_SMOKE = dict(epochs=1, n_train=256, n_independent=4, n_trigger=20, per_batch=10, frontier_key=20, frontier_epochs=2,
+              tartaglione_positions=300, draws=10, n_attack=128, n_test=300, pgd_iters=2, buffer_steps=2,
               paper_profile="smoke", schemes=("adi", "tartaglione"), attacks=TINY_ATTACKS)
-"""Smoke: the hosts of the tests (shared through the cache), two schemes × three attacks."""
+"""Smoke: hosts of one epoch on 256 images (seconds each), two schemes × three attacks: it shows the
+notebook and the page run; what the cells say comes from the ``cpu`` and ``paper`` profiles."""
 
 SETTINGS = {
-    "smoke": {"mnist": MatrixSettings(**_SMOKE),
-              "cifar10": MatrixSettings(**{**_SMOKE, "epochs": 2, "n_train": 500, "n_attack": 200, "n_test": 300})},
+    "smoke": {d: MatrixSettings(**_SMOKE) for d in ("mnist", "cifar10")},
     "cpu": {"mnist": MatrixSettings(),
             "cifar10": MatrixSettings(epochs=10, n_train=None)},
     "paper": {d: MatrixSettings(model="resnet18", epochs=60, lr=0.1, schedule="step", n_train=None, n_independent=10,
