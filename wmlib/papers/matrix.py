@@ -42,7 +42,8 @@ def owner_trainings(P: MatrixSettings, dataset: str, seed: int = 0) -> dict[str,
 def banner(P: MatrixSettings, dataset: str, profile: str, device: str, tiny: bool) -> str:
     size = "all" if P.n_train is None else f"{P.n_train:,}"
     return (f"Produced at profile {profile}{' (tiny)' if tiny else ''} on {dataset} ({device}): host {P.model}, "
-            f"{size} training images, {P.epochs} epoch{'s' if P.epochs != 1 else ''}; {len(P.schemes)} schemes × {len(P.columns())} attacks; "
+            f"{size} training images, {P.epochs} epoch{'s' if P.epochs != 1 else ''}; "
+            f"{len(P.schemes)} schemes × {len(P.columns())} attacks; "
             f"thresholds at α = {P.alpha:g} on {P.n_independent} never-watermarked hosts; margin {P.margin:g} points.")
 
 
