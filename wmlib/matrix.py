@@ -291,11 +291,9 @@ ATTACKS: tuple[Attack, ...] = (
 
 
 def cell(owner: Owner, attack: Attack, ctx: Context, test: D.TensorData, owner_acc: float) -> dict:
-    """One scheme × attack: the verdict on the attacked model, its accuracy and what it cost."""
+    """One scheme × attack: the verdict on the attacked model, its accuracy and what it cost (an owner
+    that is claimed: :func:`evaluate_matrix` leaves the others' cells out)."""
     t0 = time.time()
-    if not keys.verify(owner.key, owner.trained.model, seed=ctx.seed).passed:
-        return {"scheme": owner.scheme, "attack": attack.name, "cell": "n/a",
-                "note": "the owner's own model is not claimed at this profile: nothing to remove"}
     try:
         attacked = attack.apply(owner.trained, ctx)
     except NotImplementedError as e:
@@ -324,13 +322,18 @@ def evaluate_matrix(P: MatrixSettings, dataset: str, *, schemes=None, attacks_=N
     for scheme in schemes:
         o = embed(scheme, P, dataset, seed=seed, progress=progress)
         acc = 100 * evaluate(o.trained, split.eval)
-        verdict = keys.verify(o.key, o.trained.model)
+        verdict = keys.verify(o.key, o.trained.model, seed=seed)     # once per owner, not once per cell
         ip = None if scheme == "tartaglione" else D.TensorData(o.key.tensors["x"], o.key.tensors["y"].long())
         ctx = Context(P, split.attack, ip, seed)
         rows.append({"scheme": scheme, "test accuracy": acc, "embedding cost": clean_acc - acc,
                      "verification": o.access, "threshold": verdict.threshold, "owner claimed": verdict.passed,
                      "false claims": f"{o.false_claims} of {len(o.null)}", "null max": max(o.null)})
-        cells += [cell(o, a, ctx, split.eval, acc) for a in attacks_]
+        if verdict.passed:
+            cells += [cell(o, a, ctx, split.eval, acc) for a in attacks_]
+        else:
+            cells += [{"scheme": scheme, "attack": a.name, "cell": "n/a",
+                       "note": "the owner's own model is not claimed at this profile: nothing to remove"}
+                      for a in attacks_]
     return pd.DataFrame(cells), pd.DataFrame(rows).set_index("scheme")
 
 
