@@ -229,6 +229,9 @@ sound = report.tidy(sound_raw.drop(columns="seconds"), {"ℓ2 moved": "ℓ2", "t
                                 "certified at that distance": "%"})
 sound.columns.name = f"ours at profile {run_name}"
 glue("soundness", sound)
+# what the page's "What we find" says, computed from the tables above
+for what, sentence in bs.findings(P, study_raw, cert_raw, adversary_raw, removals_raw, sound_raw).items():
+    glue(f"finding_{what}", sentence, display=False)
 sound
 
 # %% [markdown]
@@ -293,6 +296,7 @@ glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %%
 checks = Checks(profile, P.targets)
+cli.rehearsal_checks(checks, verify_table)
 bs.add_checks(checks, P, models, test, cert_raw, study_raw, adversary_raw, removals_raw, sound_raw)
 zerocost.add_checks(checks, zc_raw)
 zerocost.add_null_checks(checks, zc_null_raw, read_target="max_null_claims")

@@ -395,7 +395,7 @@ for ax, (col, lab) in zip(axes, (("gap", "mean CMR over R/σ ∈ [0, 3.2], IPCer
                 label=f"our {kind}, measured")
     if paper_at is not None:
         ax.plot(paper_at["dispersion"], paper_at["gap"] if col == "gap" else paper_at["r1_ipcert"] - paper_at["r1_ms"],
-                "P", ms=11, color="k", label=f"the paper, placed by its two anchors (one rate for every point)")
+                "P", ms=11, color="k", label="the paper, placed by its two anchors (one rate for every point)")
     ax.axhline(0, color="gray", lw=0.8)
     ax.set(xscale="log", xlabel="dispersion D of the per-draw MR (1: independent, n: all or nothing)", ylabel=lab)
 handles, labels = axes[0].get_legend_handles_labels()
@@ -843,6 +843,7 @@ post_margin = {kind: float(post_mr.loc[kind]["IPCert"].min() - ns_smoothed[kind]
 clean_acc, wm_mr = evaluate(clean, evalset), accuracy(wm_noise.model, trigger.x, trigger.y)
 
 checks = Checks(profile, E)
+cli.rehearsal_checks(checks, verify_table)
 checks.add("clean test accuracy", clean_acc >= E.min_clean_acc, f"{clean_acc:.3f} (≥ {E.min_clean_acc})",
            "min_clean_acc")
 checks.add("noise-trained watermark MR (no smoothing)", wm_mr >= E.min_wm_trigger,
@@ -876,6 +877,16 @@ for kind in ips:
     zerocost.add_checks(checks, zc_raw.xs(kind), f"{kind}: ")
     zerocost.add_null_checks(checks, zc_null_raw.xs(kind), f"{kind}: ", read_claims_allowed=True)
 glue("checks", checks.table())
+# what the page's findings say, computed from the measurements above
+measured = steps.Measured(
+    r_remove=r_remove, drift=drift, nonstolen_max={k: float(v.max()) for k, v in ns_mr.items()},
+    n_nonstolen=len(nonstolen), mr_gap=mr_gap, cmr_gap=gap, large_gap=large_gap, noise_gain=noise_gain,
+    eta_gain=eta_gain, buffer={k: (buffer_cols[(k, "before")][3], buffer_cols[(k, "after (buffers only)")][3]) for k in ips},
+    violations=violations, attacked=sound_df.groupby("certificate").size().to_dict(), sound_cost=sound_cost,
+    dispersion={k: float(placement.loc[k, "dispersion D"]) for k in ips}, attack_gain=attack_gain,
+    transfer=transfer_df)
+for what, sentence in steps.findings(P, dataset, measured).items():
+    glue(f"finding_{what}", sentence, display=False)
 
 # %%
 checks.assert_all()

@@ -53,7 +53,6 @@ from wmlib.models import count_parameters
 from wmlib.papers import lemerrer2020 as steps
 from wmlib.schemes import frontier
 from wmlib.settings import Checks
-from wmlib.stats import prediction_bound
 from wmlib.train import evaluate
 
 PAPER = "lemerrer2020"
@@ -236,6 +235,7 @@ fp_table = steps.false_positive_table(fp, NETS)
 fp_table.columns.name = f"ours at profile {profile}"
 fp_table = report.tidy(fp_table, steps.FP_UNITS)
 glue("false_positives", fp_table)
+glue("false_positive_finding", steps.false_positive_finding(fp), display=False)
 for _, r in fp[fp.model.isna()].iterrows():
     print(f"no key for {r.net} at ε = {r.eps}: {r.note}")
 fp_table
@@ -350,7 +350,7 @@ for n in zc_nets:
 # the key alike far more often than that (the false adversaries keep their labels in any good model,
 # and some true ones transfer: Fig. 6 above), so with at least three more unmarked CNNs the key's
 # threshold is the larger of θ and the one-sided 95 % prediction bound of their scores
-# (`wmlib.stats.prediction_bound`; the independent suspect is held out of it). The printed threshold
+# (`wmlib.keys.calibrated_frontier_key`; the independent suspect is held out of it). The printed threshold
 # says which applied.
 
 # %%
@@ -358,12 +358,10 @@ vm = exp.marked(marks)
 vm = vm[vm.net == "CNN"]
 if len(vm) and unmarked.get("CNN"):
     r = vm.iloc[0]
-    arch = dict(dataset=dataset, architecture=P.nets["CNN"].model)
-    others = [keys.verify(keys.frontier_key(r.key, **arch), m.model).score for m in unmarked["CNN"][1:]]
-    v_threshold = prediction_bound(others, 0.05)[0] if len(others) >= 3 else None
+    key = keys.calibrated_frontier_key(r.key, [m.model for m in unmarked["CNN"][1:]], dataset=dataset,
+                                       architecture=P.nets["CNN"].model)
     verify_table, verify_session = cli.rehearse(
-        results.keys_path("lemerrer2020", dataset, profile, results_dir, seed),
-        keys.frontier_key(r.key, **arch, threshold=v_threshold),
+        results.keys_path("lemerrer2020", dataset, profile, results_dir, seed), key,
         {"owner": r.model.model,
          "stolen": attacks.steal(r.model, exp.data.attacker, lr=P.nets["CNN"].mark_lr, seed=seed).model,
          "independent": unmarked["CNN"][0].model}, seed=seed)
@@ -372,6 +370,7 @@ else:
     verify_session = "no marked CNN and unmarked CNN at this profile: nothing to verify"
 glue("verify_session", report.console(verify_session))
 glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
+cli.rehearsal_checks(checks, verify_table)
 
 # %% [markdown]
 # ## Checks

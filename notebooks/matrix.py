@@ -42,7 +42,9 @@ from myst_nb import glue
 
 from wmlib import matrix, papers, report, results
 from wmlib.device import default_device
+from wmlib.matrix import CELLS
 from wmlib.papers import matrix as steps
+from wmlib.settings import Checks, Targets
 
 t_start = time.time()
 P = papers.settings("matrix", profile, dataset)
@@ -106,6 +108,29 @@ scheme_table = report.tidy(schemes.rename(index=steps.SCHEME_NAMES),
 glue("schemes", scheme_table)
 
 # %% [markdown]
+# ## Checks
+#
+# Every cell is one of the three outcomes or marked not applicable (asserted at every profile). From
+# `cpu` on, every scheme's owner is claimed (a matrix row whose owner is not claimed measures
+# nothing) and at most one never-watermarked host is falsely claimed per scheme (the thresholds are
+# calibrated for a rate α); at `smoke` those two are shown only.
+
+# %%
+checks = Checks(profile, Targets())
+known = set(CELLS) | {"n/a"}
+checks.add("every cell is survived, removed, removed at a cost or n/a", bool(cells.cell.isin(known).all()),
+           ", ".join(sorted(set(cells.cell))))
+for s in schemes.index:
+    name = steps.SCHEME_NAMES[s]
+    checks.add(f"{name}: the owner's model is claimed", bool(schemes.loc[s, "owner claimed"]),
+               f"threshold {schemes.loc[s, 'threshold']:.3g}", asserted=profile != "smoke")
+    falsely = int(schemes.loc[s, "false claims"].split()[0])
+    checks.add(f"{name}: at most one never-watermarked host claimed", falsely <= 1,
+               schemes.loc[s, "false claims"], asserted=profile != "smoke")
+glue("checks", checks.table())
+checks.table()
+
+# %% [markdown]
 # ## Results record
 
 # %%
@@ -120,3 +145,4 @@ rows += [results.ours_only(f"{steps.SCHEME_NAMES[s]}: false claims", float(schem
 path = results.write("matrix", dataset, profile, rows, seed=seed, compute_minutes=(time.time() - t_start) / 60,
                      folder=results_dir)
 print("wrote", path)
+checks.assert_all()

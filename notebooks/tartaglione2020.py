@@ -198,6 +198,9 @@ informed = report.tidy(informed_raw.set_index(["model", "embedding", "fraction r
                         "correlation, repaired": "correlation", "accuracy lost, repaired": "points"})
 informed.columns.name = f"ours at profile {profile}"
 glue("informed", informed)
+# what the page's "What we find" says, computed from the tables above
+for what, sentence in tg.findings(P, functionality_raw, ft, compression, valley, informed_raw).items():
+    glue(f"finding_{what}", sentence, display=False)
 
 # %% [markdown]
 # ## Zero-cost edits: the file changed, not one prediction
@@ -266,6 +269,7 @@ verify_table, verify_session = cli.rehearse(
      "independent": vo.others[v_ind].model}, seed=seed)
 glue("verify_session", report.console(verify_session))
 glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
+cli.rehearsal_checks(checks, verify_table)
 
 # %% [markdown]
 # ## Checks

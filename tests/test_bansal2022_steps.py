@@ -228,3 +228,22 @@ def test_the_zero_cost_null_is_never_watermarked_models_the_grid_trains_first():
     assert len(grid.trainings("bansal2022", "cifar10", "cpu", 0)) >= 5
     assert len(bs.trainings(papers.settings("bansal2022", "smoke", "mnist"), "mnist")) == 2
     assert P.tiny().n_independent == 2
+
+
+def test_the_findings_sentences_follow_the_measurements():
+    """The page's "What we find" is computed: the same sentences say the opposite when the tables do."""
+    study = pd.DataFrame({"test accuracy": [98.9, 88.4, 82.0, 11.2], "drop from baseline": [0.7, 11.2, 17.6, 88.4],
+                          "certified at 0.2σ": [100.0] * 4}, index=pd.Index(P.sigma_study, name="σ"))
+    _, cert, adv, rem, sound = _tables()
+    said = bs.findings(P, study, cert, adv, rem, sound)
+    assert f"within 2 points up to σ = {P.sigma_study[0]:g}" in said["sigma"] and "99.6 %" in said["sigma"]
+    assert "certifies 100 % of its triggers at 0.2σ" in said["price"] and "11.2 % test accuracy" in said["price"]
+    assert f"100 % at every radius up to {bs.RADII[-1]:g}σ" in said["certified"]
+    assert "white-box ≥ black-box holds after every attack" in said["removals"]
+    assert "keeps more at" in said["adversary"] and said["soundness"].startswith("0 of 1 adaptive attacks")
+    _, cert, adv, rem, _ = _tables(white_below_black=True, certified_below=True)
+    said = bs.findings(P, study.assign(**{"drop from baseline": [5.0, 11.2, 17.6, 88.4]}), cert, adv, rem,
+                       sound.assign(violated="yes"))
+    assert "no σ of the study stays within 2 points" in said["sigma"]
+    assert "does not hold after every attack" in said["removals"] and said["soundness"].startswith("1 of 1")
+    assert f"keeps more at 0 of {len(bs.ADVERSARY_RADII)} radii" in said["adversary"]

@@ -6,6 +6,7 @@ a page asks for anything that is not on this machine. Screenshots go to ``build/
 long pages).
 Needs Debian's ``chromium`` (installed by ``.ci/run``); skipped without it, except under CI.
 """
+import json
 import os
 import re
 import shutil
@@ -14,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_cifar, needs_mnist, needs_trigger
-from wmlib import runner
+from wmlib import papers, runner
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HEIGHT_BUDGET = 8000
+"""px at 1280 px wide with every dropdown closed: a page a reader can take in (issue 28)."""
 SCREENSHOTS = runner.ROOT / "build" / "screenshots"
 PAGES = [f"book/{p.stem}.html" for p in sorted((runner.ROOT / "book").glob("*.md"))] + \
     [f"build/executed/{p}-{d}.html" for p, d in runner.pairs()]
@@ -66,7 +69,15 @@ def visit(browser, page_file: Path, screenshot: Path | None = None) -> dict:
            "images": page.evaluate("document.images.length"),
            "text": page.inner_text("body"),
            "summary_rows": page.evaluate(
-               "document.querySelectorAll('#results-at-a-glance table tbody tr').length")}
+               "document.querySelectorAll('#results-at-a-glance table tbody tr').length"),
+           # with every dropdown closed, as a reader meets the page
+           "height": page.evaluate("document.documentElement.scrollHeight"),
+           "first_table_in": page.evaluate("""() => {
+               const col = document.querySelector('article.bd-article') || document.body;
+               const t = col.querySelector('table');
+               const box = t && t.closest('.admonition');
+               return box ? (box.querySelector('.admonition-title') || {}).innerText || '' : '';
+           }""")}
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(screenshot), full_page=os.environ.get("WMBOOK_FULL_SCREENSHOTS") == "1")
@@ -77,12 +88,21 @@ def visit(browser, page_file: Path, screenshot: Path | None = None) -> dict:
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_offline_without_broken_images_or_tracebacks(site, browser, page):
     seen = visit(browser, site / page, SCREENSHOTS / (page.replace("/", "_") + ".png"))
+    heights = SCREENSHOTS / "heights.json"          # for the record: each page's height, dropdowns closed
+    known = json.loads(heights.read_text()) if heights.exists() else {}
+    heights.write_text(json.dumps({**known, page: seen["height"]}, indent=1, sort_keys=True))
     assert seen["external"] == [], f"{page} requests the network: {seen['external'][:5]}"
     assert seen["broken"] == [], f"{page} has broken images: {seen['broken']}"
     if page.startswith("book/"):     # the paper pages a reader reads: nothing wider than the text column
         assert seen["too_wide"] == [], f"{page}: wider than the text column: {seen['too_wide']}"
     assert "Traceback (most recent call last)" not in seen["text"], page
     assert "Exception encountered at" not in seen["text"], page      # papermill's error banner
+    if page.startswith("book/"):
+        assert seen["height"] <= HEIGHT_BUDGET, \
+            f"{page} is {seen['height']} px tall at 1280 px with dropdowns closed (budget {HEIGHT_BUDGET})"
+    if page.removeprefix("book/").removesuffix(".html") in papers.PAPERS:
+        assert seen["first_table_in"].startswith("Verdicts"), \
+            f"{page}: the first table is not the verdict box ({seen['first_table_in']!r})"
     if page == "book/adi2018.html":
         assert seen["images"] >= 6          # 3 figures per dataset tab
     if page == "book/index.html":

@@ -136,10 +136,10 @@ def test_seeds_share_models_and_the_grid_trains_each_once():
     assert len({(c.model, c.seed, c.epochs) for _, c in jobs}) == len(jobs)
 
 
-def _record(paper, dataset, seed, value, folder, profile="cpu"):
+def _record(paper, dataset, seed, value, folder, holds=True, profile="cpu"):
     from wmlib import claims
     cid, claim = next((c.id, c) for c in claims.load(paper).values() if c.value is not None and c.attempted)
-    results.write(paper, dataset, profile, [results.claimed(paper, cid, value, holds=True, profile=profile),
+    results.write(paper, dataset, profile, [results.claimed(paper, cid, value, holds=holds, profile=profile),
                                              results.ours_only("extra", value / 2, "%")],
                   seed=seed, folder=folder)
     return claim
@@ -166,6 +166,19 @@ def test_spread_over_seeds(tmp_path):
     md = seeds.markdown(results.read_all(folder), "adi2018")
     assert "seeds" in md and "0, 1, 2, 3, 4" in md and ("**no**" in md or "yes" in md)
     assert "one seed ran" in seeds.markdown(results.read_all(folder)[:1], "adi2018")
+    assert "No status changes with the seed" in md
+    # the landing's figure: one bar per headline with a published value, the table folded under it
+    assert seeds.figure(results.read_all(folder), tmp_path / "seeds.png") and (tmp_path / "seeds.png").stat().st_size > 0
+    landing = seeds.markdown(results.read_all(folder), figure_path="seeds.png")
+    assert "```{figure} seeds.png" in landing and "{dropdown} Every headline over seeds (2 rows)" in landing
+    assert not seeds.figure(results.read_all(folder)[:1], tmp_path / "none.png") and not (tmp_path / "none.png").exists()
+    # a seed whose run does not hold the claim: the sentence names the headline whose status flips
+    _record("adi2018", "mnist", 5, 12.0, folder, holds=False)
+    md = seeds.markdown(results.read_all(folder), "adi2018")
+    flips = seeds.spread(results.read_all(folder)).query("claim != ''").iloc[0]
+    assert len(flips["statuses"]) == 2 and f"1 change status with the seed — {flips['quantity']}" in md
+    outside = 0 if flips["lo"] <= claim.value <= flips["hi"] else 1
+    assert f"lies outside our spread for {outside} of them" in md
 
 
 def test_a_seeds_notebook_and_record_do_not_replace_the_pages(tmp_path):

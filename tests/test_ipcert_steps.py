@@ -306,3 +306,39 @@ def test_a_transform_after_fine_tuning_votes_as_fine_tuning_alone(model_cache, m
     mr = [ipcert.matching_rate(v.labels, IP.y.numpy()) for v in (alone, after)]
     assert mr[0] >= 0.9 and abs(mr[1] - mr[0]) <= 0.05
     assert abs(float(np.median(after.draw_match)) - float(np.median(alone.draw_match))) <= 0.05
+
+
+def _measured(**change):
+    from wmlib.papers import ipcert2023 as steps
+    base = dict(r_remove={"watermark": 0.25, "fingerprint": None}, drift={"watermark": 3.1, "fingerprint": 2.0},
+                nonstolen_max={"watermark": 0.08, "fingerprint": 0.19}, n_nonstolen=5,
+                mr_gap={"watermark": 0.04, "fingerprint": 0.0}, cmr_gap={"watermark": -0.07, "fingerprint": -0.01},
+                large_gap=-0.1, noise_gain=0.4, eta_gain=0.01,
+                buffer={"watermark": (0.99, 0.03), "fingerprint": (1.0, 0.11)},
+                violations={"parameter-only": 9, "whole file": 0}, attacked={"parameter-only": 10, "whole file": 10},
+                sound_cost={"watermark": -0.12, "fingerprint": 0.0}, dispersion={"watermark": 13.6, "fingerprint": 80.0},
+                attack_gain={"watermark": 0.02, "fingerprint": 0.0},
+                transfer=pd.DataFrame([{"start": s, "k": k, "non-stolen MR, max": v}
+                                       for s, k, v in (("uniform", 1.0, 0.11), ("uniform", 5.0, 0.19), ("images", 10.0, 1.0))]))
+    return steps, steps.Measured(**{**base, **change})
+
+
+def test_the_findings_sentences_follow_the_measurements():
+    """The page's findings are computed: they turn when the measurements do."""
+    steps, m = _measured()
+    P = papers.settings("ipcert2023", "cpu", "mnist")
+    said = steps.findings(P, "mnist", m)
+    assert "the watermark's MR falls to ≤ 0.2 at R = 0.25, 0.08 of fine-tuning's drift" in said["pgd"]
+    assert f"the fingerprint is not removed up to R = {max(P.pgd_radii):g}" in said["pgd"]
+    assert "0.19 on the fingerprint" in said["nonstolen"] and "over 5 models" in said["nonstolen"]
+    assert "0.11 from uniform starts at k = 1 and 1.00 from images starts at k = 10" in said["transfer"]
+    assert "(IPCert's recipe, uniform at k = 5: 0.19)" in said["transfer"]
+    assert said["noise"].startswith("Training with noise raises") and "at least MS's on both" in said["mr"]
+    assert "9 of 10 for the paper's parameter-only certificate, 0 of 10 for the whole-file one" in said["file"]
+    assert "does not lie at or above MS's" in said["cmr"] and "D = 13.6 (watermark)" in said["cmr"]
+    steps, m = _measured(noise_gain=-0.01, mr_gap={"watermark": -0.03, "fingerprint": 0.0},
+                         cmr_gap={"watermark": 0.0, "fingerprint": -0.01}, large_gap=0.0,
+                         transfer=pd.DataFrame(columns=["start", "k", "non-stolen MR, max"]))
+    said = steps.findings(P, "mnist", m)
+    assert said["noise"].startswith("Training with noise does not raise") and "below MS's on watermark" in said["mr"]
+    assert "lies at or above MS's within 0.02" in said["cmr"] and "did not run" in said["transfer"]

@@ -48,6 +48,8 @@ def test_summary_is_generated_from_records(tmp_path):
     assert "| adi2018, cifar10 | FROMSCRATCH trigger acc, our extra (%) | — | 99.0 | not in paper | cpu |" in text
     assert f"| {claim.value:.1f} | {claim.value - 20:.1f} | qualitatively | cpu |" in text
     overview = report.paper_overview(results.read_all(tmp_path / "results"), papers.PAPERS)
+    overview.index = overview.index.str.extract(r"`(.+) <", expand=False)     # each paper links to its page
+    assert "{doc}`Adi et al. 2018 </book/adi2018>`" in text
     assert overview.loc["Adi et al. 2018", "regenerated"] == 1
     assert overview.loc["Adi et al. 2018", "how they compare"] == "1 qualitatively"
     numbers = sum(c.value is not None for c in claims.load("adi2018").values())

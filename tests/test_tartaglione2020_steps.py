@@ -188,3 +188,38 @@ def test_late_step_schedule_drops_at_half_and_five_sixths():
         after_step=lambda model, opt, epoch, step: lrs.append(opt.param_groups[0]["lr"]))
     assert lrs[:6] == [pytest.approx(0.1)] * 6
     assert lrs[6:10] == [pytest.approx(0.01)] * 4 and lrs[10:] == [pytest.approx(0.001)] * 2
+
+
+def _tables(naive_ft_low: float, robust_zero_cost: float):
+    """Stand-in tables of one model (the shapes the notebook's steps return)."""
+    m = "LeNet5-caffe"
+    func = pd.DataFrame([{"model": m, "embedding": e, "test accuracy": a, "correlation": c, "p-value": p,
+                          "claimed": cl} for e, a, c, p, cl in (("unwatermarked", 99.0, 0.01, 0.6, "no"),
+                                                                ("naive", 98.5, 1.0, 0.0, "yes"),
+                                                                ("robust", 98.9, 1.0, 0.0, "yes"))]).set_index(["model", "embedding"])
+    ft = pd.DataFrame([{"model": m, "embedding": e, "lr": lr, "epoch": ep,
+                        "correlation": 1.0 if ep == 0 else (naive_ft_low if e == "naive" else 0.999), "accuracy": 98.0}
+                       for e in ("naive", "robust") for lr in (0.01, 0.1) for ep in (0, 1, 2)])
+    comp = pd.DataFrame([{"model": m, "embedding": e, "attack": a, "level": lv, "correlation": 0.956, "accuracy": 90.0}
+                         for e in ("naive", "robust") for a, lv in (("quantisation", 8), ("quantisation", 2),
+                                                                    ("pruning", 0.9))])
+    valley = pd.DataFrame([{"model": m, "embedding": e, "key weights": "set to 0", "noise": np.inf,
+                            "correlation": 0.0, "accuracy lost": z} for e, z in (("naive", 15.0), ("robust", robust_zero_cost))])
+    informed = pd.DataFrame([{"model": m, "embedding": e, "fraction reset": f, "correlation": 0.01,
+                              "accuracy lost": 30.0, "correlation, repaired": 0.02, "accuracy lost, repaired": 1.2,
+                              "claimed, repaired": "no" if f > 0.01 else "yes"}
+                             for e in ("naive", "robust") for f in (0.01, 0.02)])
+    return func, ft, comp, valley, informed
+
+
+def test_the_findings_sentences_follow_the_measurements():
+    """The page's "What we find" is computed: a rerun where fine-tuning washes the naive watermark
+    out, or where zeroing the key costs the robust model less, says so."""
+    P = tg.SETTINGS["smoke"]["mnist"]
+    held = tg.findings(P, *_tables(naive_ft_low=0.999, robust_zero_cost=18.5))
+    assert "washes out neither watermark" in held["finetune"]
+    assert "robust more by 3.5" in held["valley"] and "naive model 15.0 points" in held["valley"]
+    assert "alike, within 0.001" in held["compression"] and "not claimed" in held["accuracy"]
+    assert "erased by resetting 2.0% of the weights" in held["informed"]
+    flipped = tg.findings(P, *_tables(naive_ft_low=0.02, robust_zero_cost=11.0))
+    assert "washes out the naive watermark" in flipped["finetune"] and "robust less by 4.0" in flipped["valley"]

@@ -86,6 +86,36 @@ def test_precision_is_measured_once_even_from_inside_no_grad(tmp_path, monkeypat
         device.precision.cache_clear()
 
 
+def test_a_precision_timed_under_load_is_retimed_once_the_machine_is_idle(tmp_path, monkeypatch):
+    """Under load bf16 timed slower than fp32 (0.39 against 0.17 s per step; idle 0.096) and the
+    choice stuck: a timing taken busy is kept while the machine stays busy, replaced once idle."""
+    import json
+
+    from wmlib import device
+    monkeypatch.setenv("WMLIB_CACHE", str(tmp_path))
+    monkeypatch.delenv("WMLIB_PRECISION", raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512_BF16")
+    timings = {"busy": {None: 0.17, torch.bfloat16: 0.39}, "idle": {None: 0.17, torch.bfloat16: 0.096}}
+    state = {"now": "busy", "timed": 0}
+
+    def step_seconds(dtype):
+        state["timed"] += 1
+        return timings[state["now"]][dtype]
+    monkeypatch.setattr(device, "train_step_seconds", step_seconds)
+    monkeypatch.setattr(device, "busy_fraction", lambda: {"busy": 0.9, "idle": 0.05}[state["now"]])
+    try:
+        for now, expected, timed in (("busy", "fp32", 2), ("busy", "fp32", 2), ("idle", "bf16", 4), ("busy", "bf16", 4)):
+            state["now"] = now
+            device.precision.cache_clear()
+            assert device.precision("cpu") == expected, now
+            assert state["timed"] == timed                      # re-timed only busy → idle
+        kept = json.loads((tmp_path / "precision.json").read_text())
+        (entry,) = kept.values()
+        assert entry["busy"] == 0.05 and entry["seconds per step"]["bf16"] == 0.096
+    finally:
+        device.precision.cache_clear()
+
+
 def _zero_grad_fit(**kw):
     """A model whose loss has zero gradient (lr for Adam, SGD without momentum): only weight decay moves it."""
     torch.manual_seed(0)

@@ -256,3 +256,14 @@ def test_a_frontier_key_with_a_calibrated_threshold_uses_the_stricter_one(world,
     assert v["threshold"] == 0.99 > paper.threshold and code == cli.CLAIMED and v["score"] == 1.0
     lax = keys.write(replace(strict, settings={**strict.settings, "threshold": 0.1}), tmp_path / "lax")
     assert keys.verify(keys.read(lax), owner).threshold == paper.threshold
+    # calibrated on three models never marked with this key: the stricter of θ and their prediction bound
+    from wmlib.stats import prediction_bound
+    others = [modelfile.load(world[s][n], "cifar_cnn", "mnist") for s, n in
+              (("adi", "owner"), ("tartaglione", "owner"), ("frontier", "independent"))]
+    fkey = frontier.Key(key.tensors["x"], key.tensors["y"].long(), torch.zeros(0, dtype=torch.bool),
+                        torch.zeros(0, dtype=torch.long))
+    cal = keys.calibrated_frontier_key(fkey, others, dataset="mnist", architecture="cifar_cnn")
+    bound = prediction_bound([keys.verify(key, m).score for m in others], 0.05)[0]
+    assert cal.settings["threshold"] == pytest.approx(bound)
+    assert keys.verify(cal, owner).threshold == pytest.approx(max(bound, paper.threshold))
+    assert keys.calibrated_frontier_key(fkey, others[:2], dataset="mnist", architecture="cifar_cnn").settings["threshold"] is None

@@ -162,10 +162,25 @@ def rehearsal_finding(table) -> str:
     want = {"owner": True, "stolen": True, "independent": False}
     claimed = [n for n, c in table["claimed"].items() if c]
     wrong = [n for n, c in table["claimed"].items() if n in want and c != want[n]]
-    said = (f"`wmbook verify` claims {' and '.join(claimed) if claimed else 'none of the three files'}"
-            f"{'' if len(claimed) == len(table) else ', not ' + ' and '.join(n for n in table.index if n not in claimed)}")
+    if claimed:
+        said = (f"`wmbook verify` claims {' and '.join(claimed)}"
+                f"{'' if len(claimed) == len(table) else ', not ' + ' and '.join(n for n in table.index if n not in claimed)}")
+    else:
+        said = f"`wmbook verify` claims none of the {len(table)} files"
     return said + (": as it should." if not wrong else
                    f": wrong for {' and '.join(wrong)} at this profile (the session above says by how much).")
+
+
+def rehearsal_checks(checks, table) -> None:
+    """The worked example's verdicts as checks: the owner's file and the stolen copy claimed, the
+    independent model not. Asserted from the ``cpu`` profile on; at ``smoke`` (models trained for
+    seconds) they are shown only."""
+    want = {"owner": True, "stolen": True, "independent": False}
+    for name, claimed in table["claimed"].items():
+        if name in want:
+            checks.add(f"wmbook verify: the {name} file is {'claimed' if want[name] else 'not claimed'}",
+                       bool(claimed) == want[name], "claimed" if claimed else "not claimed",
+                       asserted=checks.profile != "smoke")
 
 
 def entry() -> None:

@@ -138,6 +138,22 @@ def frontier_key(key: frontier.Key, *, dataset: str, architecture: str, alpha: f
                {"x": key.x.float(), "y": key.y})
 
 
+def calibrated_frontier_key(key: frontier.Key, independents: list[nn.Module], *, dataset: str,
+                            architecture: str, alpha: float = 0.05, level: float = 0.05) -> Key:
+    """Le Merrer et al.'s key with its threshold calibrated on ``independents`` (never-marked models
+    of the owner's architecture): θ assumes a model that flips a coin on each key input, while
+    independently trained models answer the false adversaries alike and some true ones too, so the
+    key claims at the stricter of θ and the one-sided ``level`` prediction bound of their scores
+    (:func:`wmlib.stats.prediction_bound`). Fewer than three independents: θ alone."""
+    from .stats import prediction_bound
+    plain = frontier_key(key, dataset=dataset, architecture=architecture, alpha=alpha)
+    if len(independents) < 3:
+        return plain
+    scores = [verify(plain, m).score for m in independents]
+    return frontier_key(key, dataset=dataset, architecture=architecture, alpha=alpha,
+                        threshold=prediction_bound(scores, level)[0])
+
+
 def tartaglione_key(key: weights.Key, values: torch.Tensor, owner: nn.Module, *, dataset: str, architecture: str,
                     null, alpha: float = weights.ALPHA, null_alpha: float = weights.ALIGNED_ALPHA) -> Key:
     """Tartaglione et al.'s key: the positions, the payload and the owner's file; ``null``: the

@@ -74,8 +74,8 @@ def claim_rows(records: list[dict]) -> list[dict]:
 
 
 def paper_overview(records: list[dict], registry) -> pd.DataFrame:
-    """Per paper: published numbers and statements (claims files), how many the executed notebooks
-    regenerate, and with which status."""
+    """Per paper (linked to its page, which opens with its verdict box): published numbers and
+    statements (claims files), how many the executed notebooks regenerate, and with which status."""
     from . import claims
     rows = []
     for p in registry.values():
@@ -90,7 +90,7 @@ def paper_overview(records: list[dict], registry) -> pd.DataFrame:
                      f"({sum(not c.attempted for c in cl.values())} not attempted)" if numbers else
                      f"qualitative only: the {getattr(p, 'source', 'paper')} gives no numbers "
                      f"({len(cl)} statements)")
-        rows.append({"paper": p.cite, "published": published,
+        rows.append({"paper": f"{{doc}}`{p.cite} </book/{p.id}>`", "published": published,
                      "regenerated": len({r["claim"] for r in rec_rows}),
                      "how they compare": status or "—",
                      "profile": ", ".join(sorted({r["profile"] for r in rec_rows})) or "—"})

@@ -168,7 +168,11 @@ def write_summary(executed_dir: Path) -> Path:
     table = report.summary_table(records)
     body = table.to_markdown(index=False, disable_numparse=True) if len(table) else "no executed notebook yet"
     parts += [f"::::{{dropdown}} Every headline number ({len(table)} rows)", "", body, "", "::::", ""]
-    parts += ["**Over seeds.** " + seeds_mod.markdown(every_seed), ""]
+    over = seeds_mod.figure(every_seed, executed_dir / "seeds.png")
+    if not over:
+        (executed_dir / "seeds.png").unlink(missing_ok=True)
+    parts += ["**Over seeds.** " + seeds_mod.markdown(every_seed, figure_path="../build/executed/seeds.png"
+                                                        if over else None), ""]
     parts += ["**What the status words mean.** Each paper page opens with a verdict box: the paper's headline "
               "claims, and for each dataset one of these words, applied alike to every paper:", "",
               report.status_definitions()]

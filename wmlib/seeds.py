@@ -79,9 +79,66 @@ def table(df: pd.DataFrame, with_notebook: bool = False) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def markdown(records: list[dict], paper: str | None = None) -> str:
+def _direction(outside: pd.DataFrame) -> str:
+    """Which side of the paper's value the misses fall on (ours above / below it)."""
+    if not len(outside):
+        return ""
+    above = int((outside["mean"] > outside["paper_value"]).sum())
+    return f" (ours above the paper's for {above}, below for {len(outside) - above})"
+
+
+def _flips(multi: pd.DataFrame) -> str:
+    """The headlines whose status changes with the seed: one sample of those is not a verdict."""
+    flips = multi[multi["statuses"].map(len) > 1]
+    if not len(flips):
+        return "No status changes with the seed. "
+    named = "; ".join(f"{r['quantity']} ({r['dataset']}: {', '.join(r['statuses'])})"
+                      for _, r in flips.head(3).iterrows())
+    more = f" and {len(flips) - 3} more" if len(flips) > 3 else ""
+    return (f"{len(flips)} change status with the seed — {named}{more}: their status at one seed is "
+            f"one sample, not a verdict. ")
+
+
+def figure(records: list[dict], path) -> bool:
+    """Each headline's spread over seeds against the paper's value, one panel per paper (a forest
+    plot: each row on its own scale, from the smaller to the larger of the spread and the paper's
+    value); False (and no file) when no headline with a published value ran on two seeds or more."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = spread(records)
+    df = df[(df["n"] >= 2) & df["paper_value"].notna()]
+    if not len(df):
+        return False
+    groups = list(df.groupby("paper", sort=False))
+    heights = [max(1, len(g)) for _, g in groups]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(10, 0.28 * sum(heights) + 0.9 * len(groups) + 0.6),
+                             squeeze=False, gridspec_kw={"height_ratios": heights})
+    for ax, (paper, g) in zip(axes[:, 0], groups):
+        for i, (_, r) in enumerate(g.iterrows()):
+            lo_all, hi_all = min(r["lo"], r["paper_value"]), max(r["hi"], r["paper_value"])
+            span = (hi_all - lo_all) or 1.0
+            def at(v, lo_all=lo_all, span=span):
+                return 0.05 + 0.9 * (v - lo_all) / span
+            color = "tab:green" if r["paper_inside"] else "tab:red"
+            ax.plot([at(r["lo"]), at(r["hi"])], [i, i], color=color, lw=3, solid_capstyle="butt")
+            ax.plot(at(r["mean"]), i, "o", color=color, ms=4)
+            ax.plot(at(r["paper_value"]), i, "kx", ms=6)
+        ax.set_yticks(range(len(g)), [f"{q[:60]} ({d})" for q, d in zip(g["quantity"], g["dataset"])], fontsize=7)
+        ax.invert_yaxis()
+        ax.set(xlim=(0, 1), xticks=[], title=f"{paper}: our spread over seeds (bar, mean •) against the paper's value (×)")
+        ax.title.set_fontsize(9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def markdown(records: list[dict], paper: str | None = None, figure_path: str | None = None) -> str:
     """The "over seeds" section of a page (one paper) or of the landing (every paper): a table per
-    profile that ran more than one seed, or a sentence saying how to get one."""
+    profile that ran more than one seed, or a sentence saying how to get one; with ``figure_path``
+    (made by :func:`figure`), the figure and the table folded under it."""
     recs = [r for r in records if paper is None or r["paper"] == paper]
     df = spread(recs)
     multi = df[df["n"] >= 2]
@@ -94,8 +151,14 @@ def markdown(records: list[dict], paper: str | None = None) -> str:
     outside = multi[multi["paper_inside"] == False]          # noqa: E712 (None: no paper value)
     compared = multi[multi["paper_inside"].notna()]
     lines = [f"{len(compared)} headline numbers with a published value ran on more than one seed; the "
-             f"paper's value lies outside our spread for {len(outside)} of them. The spread is min–max "
-             f"below {MIN_SEEDS_FOR_INTERVAL} seeds and a 95 % t interval of the mean from "
-             f"{MIN_SEEDS_FOR_INTERVAL} on.", ""]
-    lines.append(table(multi, with_notebook=paper is None).to_markdown(index=False, disable_numparse=True))
+             f"paper's value lies outside our spread for {len(outside)} of them{_direction(outside)}. "
+             f"{_flips(multi)}The spread is min–max below {MIN_SEEDS_FOR_INTERVAL} seeds and a 95 % t "
+             f"interval of the mean from {MIN_SEEDS_FOR_INTERVAL} on.", ""]
+    body = table(multi, with_notebook=paper is None).to_markdown(index=False, disable_numparse=True)
+    if figure_path:
+        lines += [f"```{{figure}} {figure_path}", ":width: 100%", "",
+                  "Green: the paper's value lies inside our spread; red: outside.", "```", "",
+                  f"::::{{dropdown}} Every headline over seeds ({len(multi)} rows)", "", body, "", "::::"]
+    else:
+        lines.append(body)
     return "\n".join(lines) + "\n"

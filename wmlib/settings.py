@@ -96,10 +96,12 @@ class Checks:
         self.targets = targets
         self.rows: list[dict] = []
 
-    def add(self, name: str, holds: bool, measured: str, target: str | None = None) -> bool:
+    def add(self, name: str, holds: bool, measured: str, target: str | None = None,
+            asserted: bool | None = None) -> bool:
         """Record check ``name``; ``target`` names the field of the targets it is held to (None:
-        always asserted)."""
-        asserted = True if target is None else self.targets.asserted(target)
+        always asserted); ``asserted`` overrides (a check that is not a target of the paper)."""
+        if asserted is None:
+            asserted = True if target is None else self.targets.asserted(target)
         self.rows.append({"check": name, "holds": bool(holds), "asserted": asserted,
                           "measured": measured})
         return bool(holds)

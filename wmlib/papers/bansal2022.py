@@ -702,6 +702,86 @@ def extra_rows(P: BansalSettings, study: pd.DataFrame, sound: pd.DataFrame) -> l
                                f"{', '.join(f'{r:g}' for r in P.sound_radii)}σ)")]
 
 
+# ----------------------------------------------------------------------------- findings in words
+def _span(values, fmt: str) -> str:
+    lo, hi = format(float(np.nanmin(values)), fmt), format(float(np.nanmax(values)), fmt)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def _pcts(values) -> str:
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    return f"{lo:.0f} %" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f} %"
+
+
+def findings(P: BansalSettings, study: pd.DataFrame, cert: pd.DataFrame, adversary: pd.DataFrame,
+             removals: pd.DataFrame, sound: pd.DataFrame) -> dict[str, str]:
+    """What the page says the run found, computed from the tables (a rerun that changes a result
+    changes the sentence): ``sigma`` (how far the curriculum gets), ``price`` (does the certificate
+    see the accuracy it costs?), ``certified``, ``adversary`` (plain and smoothed under PGD),
+    ``removals`` (white-box against black-box) and ``soundness``."""
+    out = {}
+    budget = 100 * P.targets.max_acc_drop
+    within = study.index[study["drop from baseline"] <= budget]
+    base = float(study["test accuracy"].iloc[0] + study["drop from baseline"].iloc[0])
+    per = ", ".join(f"{study.loc[s, 'test accuracy']:.1f} % at σ = {s:g}" for s in study.index)
+    out["sigma"] = (f"Against the baseline's {base:.1f} % test accuracy, the curriculum keeps {per}: "
+                    + (f"within {budget:g} points up to σ = {max(within):g}" if len(within)
+                       else f"no σ of the study stays within {budget:g} points")
+                    + f"; the profile runs at σ = {P.sigma:g}.")
+    worst = study["test accuracy"].idxmin()
+    out["price"] = (f"Every model of the study certifies {_pcts(study['certified at 0.2σ'])} of its triggers at 0.2σ, "
+                    f"the least accurate one (σ = {worst:g}, {study.loc[worst, 'test accuracy']:.1f} % test accuracy) "
+                    f"at {study.loc[worst, 'certified at 0.2σ']:.0f} %.")
+    radii = [f"{r:g}" for r in RADII]
+    parts = []
+    for kind in dict.fromkeys(cert.index.get_level_values(0)):
+        curve = cert.loc[(kind, "certified"), radii].to_numpy(float)
+        full = [r for r, v in zip(RADII, curve) if v >= 100 - 1e-9]
+        if len(full) == len(RADII):
+            parts.append(f"{kind}: 100 % at every radius up to {RADII[-1]:g}σ")
+            continue
+        parts.append(f"{kind}: " + (f"100 % up to {max(full):g}σ" if full and full == list(RADII[:len(full)])
+                                    else f"{curve[0]:.0f} % at {RADII[0]:g}σ") +
+                     f", ≥ 50 % up to {largest_radius(curve):g}σ, {curve[-1]:.0f} % at {RADII[-1]:g}σ")
+    out["certified"] = ("Certified trigger accuracy of the certified watermarks — " + "; ".join(parts)
+                        + f" (σ = {P.sigma:g}: in absolute ℓ2 over the whole file, R = {P.sigma * RADII[0]:g} "
+                          f"to {P.sigma * RADII[-1]:g}).")
+    plain = adversary.pivot(index="R/σ", columns="embedding", values="trigger accuracy")
+    smooth = adversary.pivot(index="R/σ", columns="embedding", values="smoothed (median)")
+    ahead = int((plain["certified"] > plain["baseline"]).sum())
+    r1 = plain.index[min(1, len(plain) - 1)]
+    test_at = adversary[adversary["R/σ"] == plain.index.max()]["test accuracy"]
+    out["adversary"] = (f"Queried plainly, PGD within R = {r1:g}σ leaves {plain.loc[r1, 'certified']:.0f} % of the triggers "
+                        f"on the certified watermark against {plain.loc[r1, 'baseline']:.0f} % on the baseline, and the "
+                        f"certified one keeps more at {ahead} of {len(plain)} radii. Verified by smoothing, the certified "
+                        f"watermark keeps {_pcts(smooth['certified'])} over the radii and the baseline "
+                        f"{_pcts(smooth['baseline'])}. At the largest radius ({plain.index.max():g}σ) the attacked "
+                        f"models keep {_pcts(test_at)} test accuracy.")
+    reg = removals.attack.str.endswith("+ reg")
+    c = removals[~reg & (removals.embedding == "certified")]
+    b = removals[~reg & (removals.embedding == "baseline")]
+    held = bool((c["white-box (median)"] >= c["black-box"]).all())
+    moved = removals[~reg]["ℓ2 whole file"]
+    text = (f"After fine-tuning and distillation the certified watermark's smoothed (white-box) trigger accuracy is "
+            f"{_pcts(c['white-box (median)'])}, its plain (black-box) one {_pcts(c['black-box'])} and the baseline's "
+            f"{_pcts(b['black-box'])}: white-box ≥ black-box {'holds after every attack' if held else 'does not hold after every attack'}. "
+            f"These attacks move the file by ℓ2 {_span(moved, '.1f')}, {_span(moved / (P.sigma * RADII[0]), '.0f')} "
+            f"times the radius certified at {RADII[0]:g}σ: the robustness they show is empirical, not certified.")
+    r = removals[reg]
+    if len(r):
+        rc = r[r.embedding == "certified"]
+        text += (f" The \"+ reg\" distillation leaves {_pcts(r['test accuracy'])} test accuracy and the certified "
+                 f"watermark {_pcts(rc['white-box (median)'])} white-box.")
+    out["removals"] = text
+    v = int((sound["violated"] == "yes").sum())
+    out["soundness"] = (f"{v} of {len(sound)} adaptive attacks (PGD on the smoothed trigger accuracy, R = "
+                        f"{', '.join(f'{x:g}' for x in sound.index)}σ) fall below the certificate: they lower the plain "
+                        f"trigger accuracy to {_pcts(sound['trigger accuracy'])}, while the median of fresh draws "
+                        f"stays at {_pcts(sound['smoothed (median), fresh draws'])} against a certificate of "
+                        f"{_pcts(sound['certified at that distance'])}.")
+    return out
+
+
 def banner(P: BansalSettings, dataset: str, profile: str, n_attack: int, device: str, tiny: bool = False) -> str:
     """Which run produced a page: profile, data copy, model, training, curriculum and certificate."""
     cur = ("once an epoch" if P.every is None else f"every {P.every} steps")
@@ -713,7 +793,7 @@ def banner(P: BansalSettings, dataset: str, profile: str, n_attack: int, device:
             f"attacks on {n_attack:,} images of the second half, Adam, {P.attack_epochs} epoch(s).")
 
 
-__all__ = ["PAPER", "EMBEDDINGS", "RADII", "PAPER_RADII", "ADVERSARY_RADII", "ATTACKS", "BansalSettings",
+__all__ = ["findings", "PAPER", "EMBEDDINGS", "RADII", "PAPER_RADII", "ADVERSARY_RADII", "ATTACKS", "BansalSettings",
            "BansalTargets", "SETTINGS", "attacker_data", "triggers", "watermark", "train_models", "draw_acc",
            "certificates", "verdict_table", "certified_curve", "largest_radius", "certified_table", "sigma_study", "smoothed",
            "adversary_table", "removal", "attack_table", "soundness", "zero_cost", "zero_cost_null", "trainings", "independents", "add_checks", "claim_rows", "extra_rows",

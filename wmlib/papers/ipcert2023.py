@@ -703,3 +703,81 @@ def zero_cost_null(P: IPCertSettings, targets: dict[str, tuple[Trained, TriggerS
     return pd.concat({kind: zerocost.independents(others, _reader(P, kind, ip, seed),
                                                   zerocost.verify_after_alignment(_reader(P, kind, ip, seed), model))
                       for kind, (model, ip) in targets.items()}, names=["IP set"])
+
+
+# ----------------------------------------------------------------------------- findings in words
+@dataclass
+class Measured:
+    """What the notebook measured that the page's findings speak of (per IP set where keyed by kind)."""
+    r_remove: dict            # smallest R of the PGD sweep with MR ≤ pgd_removed_mr (None: not removed)
+    drift: dict               # ℓ2 drift of fine-tuning over parameters
+    nonstolen_max: dict       # the non-stolen models' largest plain MR
+    n_nonstolen: int
+    mr_gap: dict              # IPCert's smoothed MR − MS's, mean over targets and post-processed models
+    cmr_gap: dict             # mean CMR over R, IPCert − MS
+    large_gap: float          # the same for the watermark at sigma_large
+    noise_gain: float         # mean CMR gain of training with noise (Fig. 4a)
+    eta_gain: float           # mean CMR gain of robust selection at the largest η (Fig. 4b)
+    buffer: dict              # kind → (smoothed MR before, after the buffer-only attack; whole-file noise)
+    violations: dict          # certificate → attacked models below it
+    attacked: dict            # certificate → attacked models
+    sound_cost: dict          # mean CMR, whole-file − parameter-only certificate
+    dispersion: dict          # kind → the dispersion D of the per-draw MR
+    attack_gain: dict         # kind → smoothed MR after Alg. 1 − after the adaptive PGD, mean over R
+    transfer: pd.DataFrame    # the fingerprint transfer sweep
+
+
+def findings(P, dataset: str, m: Measured) -> dict[str, str]:
+    """What the page says the run found, one sentence per question, computed from the measurements
+    (a rerun that changes a result changes the sentence)."""
+    from .. import claims as C
+    E, out = P.targets, {}
+    parts = []
+    for kind, r in m.r_remove.items():
+        if r is None:
+            parts.append(f"the {kind} is not removed up to R = {max(P.pgd_radii):g}")
+        else:
+            parts.append(f"the {kind}'s MR falls to ≤ {E.pgd_removed_mr:g} at R = {r:g}, "
+                         f"{r / m.drift[kind]:.2f} of fine-tuning's drift ({m.drift[kind]:.3g})")
+    out["pgd"] = ("Un-smoothed, PGD removes what fine-tuning does not: " + "; ".join(parts) +
+                  f" (the target: at most {E.max_pgd_to_drift:g} of the drift).")
+    short = {"watermark": "wm", "fingerprint": "fp"}
+    out["nonstolen"] = ("The non-stolen models' largest MR is " + ", ".join(
+        f"{v:.2f} on the {k} (paper {C.value(PAPER, f'{dataset}.{short[k]}.nonstolen-mr.max'):g})"
+        for k, v in m.nonstolen_max.items()) + f", over {m.n_nonstolen} models (the paper: 50).")
+    t = m.transfer
+    if len(t):
+        lo, hi = t.loc[t["non-stolen MR, max"].idxmin()], t.loc[t["non-stolen MR, max"].idxmax()]
+        main = t[(t.start == "uniform") & (t.k == float(P.fp_k))]
+        out["transfer"] = (f"How the fingerprint points are made moves their transfer: the non-stolen max MR is "
+                           f"{lo['non-stolen MR, max']:.2f} from {lo.start} starts at k = {lo.k:g} and "
+                           f"{hi['non-stolen MR, max']:.2f} from {hi.start} starts at k = {hi.k:g}"
+                           + (f" (IPCert's recipe, uniform at k = {P.fp_k:g}: {main['non-stolen MR, max'].iloc[0]:.2f})"
+                              if len(main) else "") + ".")
+    else:
+        out["transfer"] = "The fingerprint transfer sweep did not run at this profile."
+    out["noise"] = (f"Training with noise {'raises' if m.noise_gain > 0 else 'does not raise'} the watermark's mean "
+                    f"CMR over R ({m.noise_gain:+.2f}); robust selection at the largest η changes the fingerprint's "
+                    f"by {m.eta_gain:+.2f}.")
+    out["mr"] = ("IPCert's smoothed MR minus MS's, averaged over the target and its post-processed copies: "
+                 + ", ".join(f"{v:+.3f} on the {k}" for k, v in m.mr_gap.items())
+                 + (" — at least MS's on both." if all(v >= E.min_ipcert_mr_minus_ms for v in m.mr_gap.values())
+                    else " — below MS's on " + " and ".join(k for k, v in m.mr_gap.items()
+                                                            if v < E.min_ipcert_mr_minus_ms) + "."))
+    buf = "; ".join(f"the {k}'s smoothed MR {b:.2f} → {a:.2f}" for k, (b, a) in m.buffer.items())
+    out["file"] = (f"The buffer-only attack (parameters bit-identical): {buf}. Attacked models below their "
+                   f"certificate: {m.violations.get('parameter-only', 0)} of {m.attacked.get('parameter-only', 0)} for "
+                   f"the paper's parameter-only certificate, {m.violations.get('whole file', 0)} of "
+                   f"{m.attacked.get('whole file', 0)} for the whole-file one. Certifying the whole file changes the "
+                   "mean CMR by " + ", ".join(f"{v:+.2f} ({k})" for k, v in m.sound_cost.items()) + ".")
+    holds = all(v >= E.min_ipcert_minus_ms for v in m.cmr_gap.values())
+    out["cmr"] = ("Mean CMR over R, IPCert − MS: " + ", ".join(f"{v:+.3f} on the {k}" for k, v in m.cmr_gap.items())
+                  + f" (and {m.large_gap:+.3f} for the watermark at σ = {P.sigma_large:g}): IPCert's curve "
+                  + ("lies at or above MS's within " if holds else "does not lie at or above MS's within ")
+                  + f"{-E.min_ipcert_minus_ms:g}. The points' failures have dispersion D = "
+                  + ", ".join(f"{d:.1f} ({k})" for k, d in m.dispersion.items())
+                  + " (1: independent; the larger, the more they fail together).")
+    out["adaptive"] = ("Against the whole-file certificate the adaptive PGD leaves the smoothed MR lower than the "
+                       "paper's Alg. 1 by " + ", ".join(f"{v:+.3f} ({k})" for k, v in m.attack_gain.items())
+                       + " on average over R.")
+    return out

@@ -536,6 +536,22 @@ def false_positive_table(fp: pd.DataFrame, nets=NETS) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["ε", "network"])
 
 
+def false_positive_finding(fp: pd.DataFrame) -> str:
+    """Fig. 6 in words, from the measurements: per ε, how many unmarked models answered the key well
+    enough to be claimed (and which networks), against the paper's statement for that ε."""
+    parts = []
+    for eps, g in fp[fp.model.notna()].groupby("eps", sort=False):
+        hit = g[g.false_positive.astype(bool)]
+        cid = FP_CLAIMS.get(eps)
+        paper = "" if cid is None else (" (the paper: none)" if claims.get(PAPER, cid).value == 0
+                                        else " (the paper: some)")
+        nets = f": {', '.join(dict.fromkeys(hit.net))}" if len(hit) else ""
+        parts.append(f"at ε = {eps}, {len(hit)} of {len(g)}{nets}{paper}")
+    if not parts:
+        return "No unmarked model was tested (no key could be made)."
+    return "False positives (an unmarked model claimed): " + "; ".join(parts) + "."
+
+
 FP_UNITS = {"models": "count", "false positives": "count", "fewest mismatches": "count",
             "median mismatches": "count"}
 

@@ -500,6 +500,83 @@ def informed_rows(informed: pd.DataFrame) -> list[Row]:
     return out
 
 
+# ----------------------------------------------------------------------------- findings in words
+def _c(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _span(values) -> str:
+    lo, hi = float(min(values)), float(max(values))
+    return f"{lo:.1f} %" if abs(hi - lo) < 0.05 else f"{lo:.1f}–{hi:.1f} %"
+
+
+def findings(P: TartaglioneSettings, functionality: pd.DataFrame, ft: pd.DataFrame, compression: pd.DataFrame,
+             valley: pd.DataFrame, informed: pd.DataFrame) -> dict[str, str]:
+    """What the page says the run found, one sentence per question, computed from the tables (a
+    rerun that changes a result changes the sentence): ``accuracy`` (embedding costs accuracy?),
+    ``finetune`` (does fine-tuning wash a watermark out?), ``compression`` (quantisation and
+    pruning), ``valley`` (does moving the key weights cost the robust model more?) and
+    ``informed`` (what erasing costs an attacker who knows the scheme)."""
+    thr = W.threshold(W.PAYLOAD_SIZE)
+    out = {k: [] for k in ("accuracy", "finetune", "compression", "valley", "informed")}
+    for m in dict.fromkeys(functionality.index.get_level_values("model")):
+        f = functionality.xs(m, level="model")
+        clean = f.loc["unwatermarked", "test accuracy"]
+        gaps = {e: clean - f.loc[e, "test accuracy"] for e in EMBEDDINGS if e in f.index}
+        worst = max(gaps, key=gaps.get)
+        null = ("not claimed" if f.loc["unwatermarked", "claimed"] == "no" else "claimed (a false positive)")
+        out["accuracy"].append(
+            f"{m}: naive {f.loc['naive', 'test accuracy']:.1f} %, robust {f.loc['robust', 'test accuracy']:.1f} % "
+            f"against {clean:.1f} % unwatermarked ({'the ' + worst + ' embedding costs ' + f'{gaps[worst]:.1f} points' if gaps[worst] > 0 else 'no cost'}); "
+            f"both read back with correlation at least {_c(min(f.loc[e, 'correlation'] for e in EMBEDDINGS))}; the "
+            f"unwatermarked model read with the same key is {null} (correlation {_c(f.loc['unwatermarked', 'correlation'])})")
+
+        g = ft[(ft.model == m) & ft.embedding.isin(EMBEDDINGS)]
+        lows = g.groupby("embedding").correlation.min()
+        washed = [e for e in EMBEDDINGS if lows[e] < thr]
+        gap = {lr: float(g[(g.lr == lr) & (g.embedding == "robust")].correlation.min()
+                         - g[(g.lr == lr) & (g.embedding == "naive")].correlation.min()) for lr in P.ft_lrs}
+        out["finetune"].append(
+            f"{m}: after {int(g.epoch.max())} epoch(s) at rates {', '.join(f'{lr:g}' for lr in P.ft_lrs)} the lowest "
+            f"correlation is {_c(lows['naive'])} naive and {_c(lows['robust'])} robust (claim threshold {_c(thr)}): "
+            + (f"fine-tuning washes out the {' and the '.join(washed)} watermark" if washed
+               else "fine-tuning washes out neither watermark")
+            + "; the robust one keeps a higher correlation by at least "
+            + f"{MARGIN:g} at {'every' if all(v >= MARGIN for v in gap.values()) else 'no' if all(v < MARGIN for v in gap.values()) else 'one'} rate")
+
+        q = compression[(compression.model == m) & (compression.attack == "quantisation")
+                        & compression.embedding.isin(EMBEDDINGS)]
+        b = min(P.bits)
+        qb = q[q.level == b].set_index("embedding")
+        pr = compression[(compression.model == m) & (compression.attack == "pruning") & compression.embedding.isin(EMBEDDINGS)]
+        diff = float(qb.loc["robust", "correlation"] - qb.loc["naive", "correlation"])
+        out["compression"].append(
+            f"{m}: at {b} bits the correlation is {_c(qb.loc['naive', 'correlation'])} naive and "
+            f"{_c(qb.loc['robust', 'correlation'])} robust ("
+            + ("alike, within 0.001" if abs(diff) < 1e-3 else f"robust {'higher' if diff > 0 else 'lower'} by {abs(diff):.3f}")
+            + f") at {_span(qb['accuracy'])} test accuracy; magnitude pruning up to "
+            f"{pr.level.max():.0%} leaves at least {_c(pr.correlation.min())}")
+
+        z = valley[(valley.model == m) & np.isinf(valley.noise)].set_index("embedding")["accuracy lost"]
+        more = float(z["robust"] - z["naive"])
+        extra = [e for e in z.index if e not in EMBEDDINGS]
+        out["valley"].append(
+            f"{m}: setting the key weights to zero costs the naive model {z['naive']:.1f} points and the robust "
+            f"one {z['robust']:.1f} (robust {'more' if more > 0 else 'less'} by {abs(more):.1f})"
+            + "".join(f"; {e}: {z[e]:.1f}" for e in extra))
+
+        for emb, gi in informed[informed.model == m].groupby("embedding", sort=False):
+            erased = gi[gi["claimed, repaired"] == "no"]
+            if erased.empty:
+                out["informed"].append(f"{m} {emb}: survives every reset up to {gi['fraction reset'].max():.1%} of the "
+                                       f"weights (correlation after repair ≥ {_c(gi['correlation, repaired'].min())})")
+            else:
+                r = erased.iloc[0]
+                out["informed"].append(f"{m} {emb}: erased by resetting {r['fraction reset']:.1%} of the weights, "
+                                       f"then repaired to {r['accuracy lost, repaired']:.1f} points below the owner")
+    return {k: "; ".join(v) + "." for k, v in out.items()}
+
+
 def banner(P: TartaglioneSettings, dataset: str, profile: str, split: D.Splits, device: str, tiny: bool = False) -> str:
     """Which run produced a page: profile, data copy, models, training and attack budget."""
     return (f"Produced at profile {profile}{' (tiny)' if tiny else ''} on {dataset} ({device}; data: "
