@@ -296,7 +296,7 @@ glue("verify_finding", cli.rehearsal_finding(verify_table), display=False)
 
 # %%
 checks = Checks(profile, P.targets)
-cli.rehearsal_checks(checks, verify_table)
+cli.rehearsal_checks(checks, verify_table, asserted=profile != "smoke" and not tiny)
 bs.add_checks(checks, P, models, test, cert_raw, study_raw, adversary_raw, removals_raw, sound_raw)
 zerocost.add_checks(checks, zc_raw)
 zerocost.add_null_checks(checks, zc_null_raw, read_target="max_null_claims")

@@ -46,34 +46,39 @@ def unit(nodeid: str) -> str:
     return file
 
 
-def _rank(nodeid: str, order: list[str]) -> tuple:
-    """Sort key: the notebooks first (in the reverse of the book's order, the longer ones first),
-    then the paper-profile runs, the site (built from the notebooks nbval ran: they are done by
-    then, or nearly), and the modules."""
+COST = {
+    "tests/test_verify.py": 206, "site": 184, "tartaglione2020-cifar10.ipynb": 150, "bansal2022-cifar10.ipynb": 131,
+    "tiny[tartaglione2020-cifar10]": 122, "ipcert2023-cifar10.ipynb": 121, "ipcert2023-mnist.ipynb": 106,
+    "bansal2022-mnist.ipynb": 102, "tests/test_grid.py": 101, "adi2018-cifar10.ipynb": 93,
+    "tartaglione2020-mnist.ipynb": 90, "lemerrer2020-mnist.ipynb": 83, "tiny[ipcert2023-mnist]": 70,
+    "tiny[lemerrer2020-mnist]": 65, "matrix-cifar10.ipynb": 61, "adi2018-mnist.ipynb": 61, "tiny[adi2018-cifar10]": 56,
+    "tiny[matrix-mnist]": 51, "tiny[tartaglione2020-mnist]": 47, "matrix-mnist.ipynb": 45, "tiny[adi2018-mnist]": 43,
+    "tiny[bansal2022-mnist]": 41, "tests/test_tartaglione2020_steps.py": 39, "tests/test_ipcert.py": 35,
+    "tests/test_align.py": 31, "tests/test_certspace.py": 25, "tests/test_zero_cost.py": 24, "tests/test_train.py": 24,
+}
+"""Seconds each unit took in a CI run (a 2-core machine, three workers; ``tests/timeline.py``): the
+scheduler hands out the longest first, so that no worker is left with a long unit at the end."""
+
+
+def _cost(u: str) -> float:
+    name = Path(u.partition("::")[0]).name if u.endswith(".ipynb") else u
+    key = f"tiny[{u.split('[', 1)[1]}" if "test_paper_profile_runs_tiny[" in u else name
+    return COST.get(key, 5.0)
+
+
+def _rank(nodeid: str, notebooks: set[str]) -> tuple:
+    """Sort key: the units longest first (:data:`COST`), except the site, which waits for the
+    notebooks nbval runs: it goes right after the last of them."""
     u = unit(nodeid)
-    name = Path(u).name
-    if name.endswith(".ipynb"):
-        return (0, order.index(name) if name in order else len(order), u)
-    return ({"site": 2}.get(u, 1 if "test_paper_profile.py" in u else 3), 0, u)
+    if u == "site":
+        return (-min(_cost(n) for n in notebooks) + 0.5, u) if notebooks else (0.0, u)
+    return (-_cost(u), u)
 
 
 def pytest_collection_modifyitems(config, items):
-    from wmlib import papers
-    order = [f"{p}-{d}.ipynb" for p, d in reversed(papers.pairs())]
+    notebooks = {unit(it.nodeid) for it in items if unit(it.nodeid).endswith(".ipynb")}
     position = {id(it): i for i, it in enumerate(items)}
-    items.sort(key=lambda it: (_rank(it.nodeid, order), position[id(it)]))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    """With ``WMLIB_TIMELINE=<file>``: one line per test (worker, start, end, node id), to see how the
-    workers share the wall time (``python tests/timeline.py <file>``)."""
-    start = time.time()
-    yield
-    path = os.environ.get("WMLIB_TIMELINE")
-    if path:
-        with open(path, "a") as f:
-            f.write(f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}\t{start:.2f}\t{time.time():.2f}\t{item.nodeid}\n")
+    items.sort(key=lambda it: (_rank(it.nodeid, notebooks), position[id(it)]))
 
 
 # ----------------------------------------------------------------------------- nbval's executions, kept

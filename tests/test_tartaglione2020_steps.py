@@ -190,7 +190,7 @@ def test_late_step_schedule_drops_at_half_and_five_sixths():
     assert lrs[6:10] == [pytest.approx(0.01)] * 4 and lrs[10:] == [pytest.approx(0.001)] * 2
 
 
-def _tables(naive_ft_low: float, robust_zero_cost: float):
+def _stand_in_tables(naive_ft_low: float, robust_zero_cost: float):
     """Stand-in tables of one model (the shapes the notebook's steps return)."""
     m = "LeNet5-caffe"
     func = pd.DataFrame([{"model": m, "embedding": e, "test accuracy": a, "correlation": c, "p-value": p,
@@ -216,10 +216,10 @@ def test_the_findings_sentences_follow_the_measurements():
     """The page's "What we find" is computed: a rerun where fine-tuning washes the naive watermark
     out, or where zeroing the key costs the robust model less, says so."""
     P = tg.SETTINGS["smoke"]["mnist"]
-    held = tg.findings(P, *_tables(naive_ft_low=0.999, robust_zero_cost=18.5))
+    held = tg.findings(P, *_stand_in_tables(naive_ft_low=0.999, robust_zero_cost=18.5))
     assert "washes out neither watermark" in held["finetune"]
     assert "robust more by 3.5" in held["valley"] and "naive model 15.0 points" in held["valley"]
     assert "alike, within 0.001" in held["compression"] and "not claimed" in held["accuracy"]
     assert "erased by resetting 2.0% of the weights" in held["informed"]
-    flipped = tg.findings(P, *_tables(naive_ft_low=0.02, robust_zero_cost=11.0))
+    flipped = tg.findings(P, *_stand_in_tables(naive_ft_low=0.02, robust_zero_cost=11.0))
     assert "washes out the naive watermark" in flipped["finetune"] and "robust less by 4.0" in flipped["valley"]

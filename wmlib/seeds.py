@@ -157,8 +157,6 @@ def markdown(records: list[dict], paper: str | None = None, figure_path: str | N
     body = table(multi, with_notebook=paper is None).to_markdown(index=False, disable_numparse=True)
     if figure_path:
         lines += [f"```{{figure}} {figure_path}", ":width: 100%", "",
-                  "Green: the paper's value lies inside our spread; red: outside.", "```", "",
-                  f"::::{{dropdown}} Every headline over seeds ({len(multi)} rows)", "", body, "", "::::"]
-    else:
-        lines.append(body)
+                  "Green: the paper's value lies inside our spread; red: outside.", "```", ""]
+    lines += [f"::::{{dropdown}} Every headline over seeds ({len(multi)} rows)", "", body, "", "::::"]
     return "\n".join(lines) + "\n"

@@ -118,9 +118,9 @@ class TartaglioneSettings(Settings):
 
 TINY_TARGETS = TartaglioneTargets(min_clean_acc=0.05, max_acc_drop=1.0,
                                   shown_only=("min_clean_acc", "max_acc_drop"))
-# smoke: seconds of training learn little — the unwatermarked LeNet5-caffe, from its N(0, 0.01²)
-# initialisation, reached 43.6 % in 100 steps (the watermarked ones 95 %), ResNet-32 6 % in one epoch
-# of 1,000 images — so accuracy targets are shown, not asserted; the verdict checks are asserted
+# smoke: seconds of training learn little (the unwatermarked LeNet5-caffe, from its N(0, 0.01²)
+# initialisation, learns far less in them than the watermarked ones) — so accuracy targets are shown,
+# not asserted; the verdict checks are asserted
 _SMOKE_TARGETS = TartaglioneTargets(min_clean_acc=0.3, max_acc_drop=0.01, shown_only=("min_clean_acc", "max_acc_drop"))
 
 # cpu: LeNet5-caffe on half of MNIST; ResNet-32 alone on a fifth of CIFAR-10 (ALL-CNN-C is 3x the
@@ -128,11 +128,11 @@ _SMOKE_TARGETS = TartaglioneTargets(min_clean_acc=0.3, max_acc_drop=0.01, shown_
 # passes per step). Measured run times are on the page.
 SETTINGS: dict[str, dict[str, TartaglioneSettings]] = {
     "smoke": {
-        "mnist": TartaglioneSettings(models=("lenet5_caffe",), scale=1.0, epochs=2, lr=0.05, n_train=5000, replicas=2,
+        "mnist": TartaglioneSettings(models=("lenet5_caffe",), scale=1.0, epochs=2, lr=0.05, n_train=2500, replicas=2,
                                      n_attack=500, n_test=1000, ft_epochs=2, bits=(8, 4, 2),
                                      prune_rates=(0.9,), key_noise=(1.0, 10.0), reset_fractions=(0.005,),
                                      repair_epochs=1, n_independent=3, targets=_SMOKE_TARGETS),
-        "cifar10": TartaglioneSettings(models=("resnet32",), scale=1.0, epochs=1, lr=0.1, n_train=600, replicas=2, n_attack=200,
+        "cifar10": TartaglioneSettings(models=("resnet32",), scale=1.0, epochs=1, lr=0.1, n_train=400, replicas=2, n_attack=200,
                                        n_test=300, ft_epochs=1, bits=(8, 2), prune_rates=(0.9,),
                                        key_noise=(10.0,), reset_fractions=(0.005,), repair_epochs=1,
                                        n_independent=3, targets=dataclasses.replace(_SMOKE_TARGETS, min_clean_acc=0.12)),
