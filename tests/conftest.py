@@ -81,6 +81,18 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda it: (_rank(it.nodeid, notebooks), position[id(it)]))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With ``WMLIB_TIMELINE=<file>``: one line per test (worker, start, end, node id), to see how the
+    workers share the wall time (``python tests/timeline.py <file>``)."""
+    start = time.time()
+    yield
+    path = os.environ.get("WMLIB_TIMELINE")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}\t{start:.2f}\t{time.time():.2f}\t{item.nodeid}\n")
+
+
 # ----------------------------------------------------------------------------- nbval's executions, kept
 _CELLS: dict[str, dict] = {}
 """Per notebook run by nbval in this process: each cell's outputs, and whether a cell failed."""
