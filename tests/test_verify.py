@@ -267,3 +267,24 @@ def test_a_frontier_key_with_a_calibrated_threshold_uses_the_stricter_one(world,
     assert cal.settings["threshold"] == pytest.approx(bound)
     assert keys.verify(cal, owner).threshold == pytest.approx(max(bound, paper.threshold))
     assert keys.calibrated_frontier_key(fkey, others[:2], dataset="mnist", architecture="cifar_cnn").settings["threshold"] is None
+
+
+def test_the_worked_example_s_sentence_and_checks_follow_its_verdicts():
+    """The page's sentence and the notebook's checks come from the exit statuses: right when the owner's
+    file and the stolen copy are claimed and the independent model is not, and each wrong one named."""
+    import pandas as pd
+
+    from wmlib.settings import Checks, Targets
+    right = pd.DataFrame({"claimed": [True, True, False]}, index=["owner", "stolen", "independent"])
+    assert cli.rehearsal_finding(right) == "`wmbook verify` claims owner and stolen, not independent: as it should."
+    wrong = right.assign(claimed=[False, True, True])
+    assert "wrong for owner and independent" in cli.rehearsal_finding(wrong)
+    assert cli.rehearsal_finding(right.assign(claimed=False)).startswith("`wmbook verify` claims none of the 3 files")
+    checks = Checks("cpu", Targets())
+    cli.rehearsal_checks(checks, wrong, asserted=True)
+    assert [r["holds"] for r in checks.rows] == [False, True, False]
+    with pytest.raises(AssertionError):
+        checks.assert_all()
+    shown = Checks("smoke", Targets())
+    cli.rehearsal_checks(shown, wrong, asserted=False)
+    shown.assert_all()                      # shown only: a wrong verdict at smoke is reported, not raised

@@ -156,10 +156,14 @@ def rehearse(folder, key, suspects: dict, *, seed: int = 0):
     return pd.DataFrame(rows).set_index("suspect"), "\n".join(session)
 
 
+REHEARSAL_EXPECTED = {"owner": True, "stolen": True, "independent": False}
+"""What the worked example should find: the owner's file and the stolen copy claimed, the independent model not."""
+
+
 def rehearsal_finding(table) -> str:
     """The worked example's outcome in words, from :func:`rehearse`'s table: which files were claimed,
     and whether that is right (the owner's file and the stolen copy claimed, the independent model not)."""
-    want = {"owner": True, "stolen": True, "independent": False}
+    want = REHEARSAL_EXPECTED
     claimed = [n for n, c in table["claimed"].items() if c]
     wrong = [n for n, c in table["claimed"].items() if n in want and c != want[n]]
     if claimed:
@@ -175,7 +179,7 @@ def rehearsal_checks(checks, table, *, asserted: bool) -> None:
     """The worked example's verdicts as checks: the owner's file and the stolen copy claimed, the
     independent model not; ``asserted`` from the ``cpu`` profile on (at ``smoke`` and in tiny runs,
     models trained for seconds, they are shown only)."""
-    want = {"owner": True, "stolen": True, "independent": False}
+    want = REHEARSAL_EXPECTED
     for name, claimed in table["claimed"].items():
         if name in want:
             checks.add(f"wmbook verify: the {name} file is {'claimed' if want[name] else 'not claimed'}",

@@ -88,8 +88,9 @@ def precision(device_type: str | None = None) -> str:
     path = cache_dir() / "precision.json"
     known = json.loads(path.read_text()) if path.exists() else {}
     tag = f"{capability}/torch {torch.__version__}"
-    busy = busy_fraction()
-    if tag not in known or (known[tag].get("busy", 1.0) > BUSY and busy is not None and busy <= BUSY):
+    was = known.get(tag, {}).get("busy", 1.0)          # None: the load could not be read then
+    busy = busy_fraction() if tag not in known or (was is not None and was > BUSY) else None
+    if tag not in known or (busy is not None and busy <= BUSY):
         # first time here, or the last timing ran under load (bf16 then times slower than fp32:
         # measured 0.39 against 0.17 s per step, idle 0.096 against 0.17) and the machine is idle now
         fp32, bf16 = train_step_seconds(None), train_step_seconds(torch.bfloat16)

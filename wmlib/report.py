@@ -11,6 +11,14 @@ from .results import Row
 DECIMALS = {"%": 1, "points": 2, "of 100": 1, "models": 0, "parameters": 0, "count": 0, "minutes": 1}
 
 
+def span(values, fmt: str, suffix: str = "") -> str:
+    """The smallest and largest of ``values`` as a sentence gives them ("64–68 %"), one number when
+    both print alike; NaN is ignored."""
+    import numpy as np
+    lo, hi = format(float(np.nanmin(values)), fmt), format(float(np.nanmax(values)), fmt)
+    return f"{lo}{suffix}" if lo == hi else f"{lo}–{hi}{suffix}"
+
+
 def format_value(v, unit: str) -> str:
     """A number as tables show it: one decimal for percentages, whole counts, two decimals for
     rates (MR, CMR), three for a correlation, three significant digits else; a dash for no number."""

@@ -29,6 +29,7 @@ from .. import attacks, certspace, zerocost
 from .. import claims as C
 from .. import data as D
 from ..models import narrow
+from ..report import span
 from ..results import Row, claimed, ours_only
 from ..schemes import bansal as B
 from ..schemes.adi import TriggerCycler, TriggerSet
@@ -703,14 +704,8 @@ def extra_rows(P: BansalSettings, study: pd.DataFrame, sound: pd.DataFrame) -> l
 
 
 # ----------------------------------------------------------------------------- findings in words
-def _span(values, fmt: str) -> str:
-    lo, hi = format(float(np.nanmin(values)), fmt), format(float(np.nanmax(values)), fmt)
-    return lo if lo == hi else f"{lo}–{hi}"
-
-
 def _pcts(values) -> str:
-    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
-    return f"{lo:.0f} %" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f} %"
+    return span(values, ".0f", " %")
 
 
 def findings(P: BansalSettings, study: pd.DataFrame, cert: pd.DataFrame, adversary: pd.DataFrame,
@@ -765,7 +760,7 @@ def findings(P: BansalSettings, study: pd.DataFrame, cert: pd.DataFrame, adversa
     text = (f"After fine-tuning and distillation the certified watermark's smoothed (white-box) trigger accuracy is "
             f"{_pcts(c['white-box (median)'])}, its plain (black-box) one {_pcts(c['black-box'])} and the baseline's "
             f"{_pcts(b['black-box'])}: white-box ≥ black-box {'holds after every attack' if held else 'does not hold after every attack'}. "
-            f"These attacks move the file by ℓ2 {_span(moved, '.1f')}, {_span(moved / (P.sigma * RADII[0]), '.0f')} "
+            f"These attacks move the file by ℓ2 {span(moved, '.1f')}, {span(moved / (P.sigma * RADII[0]), '.0f')} "
             f"times the radius certified at {RADII[0]:g}σ: the robustness they show is empirical, not certified.")
     r = removals[reg]
     if len(r):

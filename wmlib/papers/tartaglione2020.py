@@ -25,6 +25,7 @@ import torch
 from .. import attacks, zerocost
 from .. import data as D
 from ..models import build_model
+from ..report import span
 from ..results import Row, claimed, ours_only
 from ..schemes import weights as W
 from ..settings import Checks, Settings, Targets
@@ -505,11 +506,6 @@ def _c(x: float) -> str:
     return f"{x:.3f}"
 
 
-def _span(values) -> str:
-    lo, hi = float(min(values)), float(max(values))
-    return f"{lo:.1f} %" if abs(hi - lo) < 0.05 else f"{lo:.1f}–{hi:.1f} %"
-
-
 def findings(P: TartaglioneSettings, functionality: pd.DataFrame, ft: pd.DataFrame, compression: pd.DataFrame,
              valley: pd.DataFrame, informed: pd.DataFrame) -> dict[str, str]:
     """What the page says the run found, one sentence per question, computed from the tables (a
@@ -554,7 +550,7 @@ def findings(P: TartaglioneSettings, functionality: pd.DataFrame, ft: pd.DataFra
             f"{m}: at {b} bits the correlation is {_c(qb.loc['naive', 'correlation'])} naive and "
             f"{_c(qb.loc['robust', 'correlation'])} robust ("
             + ("alike, within 0.001" if abs(diff) < 1e-3 else f"robust {'higher' if diff > 0 else 'lower'} by {abs(diff):.3f}")
-            + f") at {_span(qb['accuracy'])} test accuracy; magnitude pruning up to "
+            + f") at {span(qb['accuracy'], '.1f', ' %')} test accuracy; magnitude pruning up to "
             f"{pr.level.max():.0%} leaves at least {_c(pr.correlation.min())}")
 
         z = valley[(valley.model == m) & np.isinf(valley.noise)].set_index("embedding")["accuracy lost"]
