@@ -116,7 +116,7 @@ for j, (m, lr) in enumerate((m, lr) for m in ft.model.unique() for lr in P.ft_lr
         axes[0, j].plot(g.epoch, g.correlation, label=emb, **tg.style(emb))
         axes[1, j].plot(g.epoch, g.accuracy, label=emb, **tg.style(emb))
     axes[0, j].set(title=f"{m}, fine-tuning at lr {lr:g}", ylabel="correlation")
-    axes[0, j].axhline(weights.threshold(weights.PAYLOAD_SIZE), color="grey", ls=":", label="claim threshold")
+    axes[0, j].axhline(weights.threshold(P.positions), color="grey", ls=":", label="claim threshold")
     axes[1, j].set(xlabel="fine-tuning epoch", ylabel="test accuracy (%)")
 axes[0, 0].legend(fontsize=8)
 fig.tight_layout()
@@ -263,7 +263,7 @@ v_null = vo.null("robust")
 v_ind = list(vo.others)[-1]                 # held out of the calibration: the independent suspect
 verify_table, verify_session = cli.rehearse(
     results.keys_path("tartaglione2020", dataset, profile, results_dir, seed),
-    keys.tartaglione_key(vo.key, vo.values, vo.robust.model, dataset=dataset, architecture=vo.model,
+    keys.tartaglione_key(vo.key, vo.values, vo.robust.model, dataset=dataset, architecture=P.network(vo.model),
                          null=[c for name, c in v_null.items() if name != v_ind]),
     {"owner": vo.robust.model, "stolen": attacks.steal(vo.robust, split.attack, lr=P.lr / 10, seed=seed).model,
      "independent": vo.others[v_ind].model}, seed=seed)

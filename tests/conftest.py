@@ -3,8 +3,8 @@
 units are handed out first.
 
 The units: a notebook's cells (one kernel); the smoke site (``SITE_FILES``: one smoke grid, one
-book build); each paper-profile run alone (long and independent); otherwise a test module (its
-module fixtures train once). xdist's ``loadgroup`` marks cannot say this under pytest 9, which
+book build); otherwise a test module (its module fixtures train once; the paper profile's tiny
+runs share one kernel). xdist's ``loadgroup`` marks cannot say this under pytest 9, which
 ignores the node ids xdist rewrites, so the scheduler splits node ids itself.
 
 Each smoke notebook runs once: nbval executes its cells, and what they printed and drew is kept
@@ -41,19 +41,15 @@ def unit(nodeid: str) -> str:
     name = Path(file).name
     if name in SITE_FILES:
         return "site"
-    if name == "test_paper_profile.py" and "[" in nodeid:
-        return nodeid
     return file
 
 
 COST = {
-    "tests/test_verify.py": 206, "site": 184, "tartaglione2020-cifar10.ipynb": 150, "bansal2022-cifar10.ipynb": 131,
-    "tiny[tartaglione2020-cifar10]": 122, "ipcert2023-cifar10.ipynb": 121, "ipcert2023-mnist.ipynb": 106,
+    "tests/test_paper_profile.py": 330, "tests/test_verify.py": 190, "site": 184, "tartaglione2020-cifar10.ipynb": 150,
+    "bansal2022-cifar10.ipynb": 131, "ipcert2023-cifar10.ipynb": 121, "ipcert2023-mnist.ipynb": 106,
     "bansal2022-mnist.ipynb": 102, "tests/test_grid.py": 101, "adi2018-cifar10.ipynb": 93,
-    "tartaglione2020-mnist.ipynb": 90, "lemerrer2020-mnist.ipynb": 83, "tiny[ipcert2023-mnist]": 70,
-    "tiny[lemerrer2020-mnist]": 65, "matrix-cifar10.ipynb": 61, "adi2018-mnist.ipynb": 61, "tiny[adi2018-cifar10]": 56,
-    "tiny[matrix-mnist]": 51, "tiny[tartaglione2020-mnist]": 47, "matrix-mnist.ipynb": 45, "tiny[adi2018-mnist]": 43,
-    "tiny[bansal2022-mnist]": 41, "tests/test_tartaglione2020_steps.py": 39, "tests/test_ipcert.py": 35,
+    "tartaglione2020-mnist.ipynb": 90, "lemerrer2020-mnist.ipynb": 83, "matrix-cifar10.ipynb": 61, "adi2018-mnist.ipynb": 61,
+    "matrix-mnist.ipynb": 45, "tests/test_tartaglione2020_steps.py": 39, "tests/test_ipcert.py": 35,
     "tests/test_align.py": 31, "tests/test_certspace.py": 25, "tests/test_zero_cost.py": 24, "tests/test_train.py": 24,
 }
 """Seconds each unit took in a CI run (a 2-core machine, three workers; ``tests/timeline.py``): the
@@ -61,9 +57,7 @@ scheduler hands out the longest first, so that no worker is left with a long uni
 
 
 def _cost(u: str) -> float:
-    name = Path(u.partition("::")[0]).name if u.endswith(".ipynb") else u
-    key = f"tiny[{u.split('[', 1)[1]}" if "test_paper_profile_runs_tiny[" in u else name
-    return COST.get(key, 5.0)
+    return COST.get(Path(u).name if u.endswith(".ipynb") else u, 5.0)
 
 
 def _rank(nodeid: str, notebooks: set[str]) -> tuple:

@@ -23,6 +23,11 @@ def test_authors_trigger_pairing_and_shapes():
     assert torch.equal(t.x[1], ten)
     m = adi.authors_trigger("mnist")
     assert m.x.shape == (100, 1, 28, 28) and m.y.tolist() == labels
+    # every image as torchvision's center_crop and pil_to_tensor give it (wmlib crops with PIL alone)
+    files = sorted((root / "pics").glob("*.jpg"), key=lambda p: p.name)
+    for got, mode, size in ((t.x, "RGB", 32), (m.x, "L", 28)):
+        want = torch.stack([TF.pil_to_tensor(TF.center_crop(Image.open(f).convert(mode), [size, size])) for f in files])
+        assert torch.equal(got, want), mode
     r = adi.authors_trigger("cifar10", preprocess="resize")
     assert r.x.shape == t.x.shape and not torch.equal(r.x, t.x)
     few = adi.authors_trigger("cifar10", n=20)          # the first 20, pairs kept

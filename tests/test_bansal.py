@@ -387,7 +387,7 @@ def test_noisy_statistics_is_folded_noise_on_the_statistics_and_puts_them_back()
 
 
 def test_curriculum_in_the_folded_space_noises_the_statistics_and_restores_them(count_steps):
-    model, cur = bn_model(), small(levels=2, draws=3, space="folded")
+    model = bn_model()
     stats_seen = []
     handle = model.features[1].register_forward_pre_hook(lambda m, x: stats_seen.append(m.running_mean.clone()))
     before = {k: v.clone() for k, v in model.named_buffers()}

@@ -46,7 +46,6 @@ def test_folding_keeps_the_outputs_and_leaves_no_float_buffer(name, dataset, for
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max()), (got - want).abs().max()
     folded = S.fold(model, form)
     assert not [n for n, b in folded.named_buffers() if b.is_floating_point()]
-    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     extra = sum(p.numel() for p in folded.parameters()) - sum(p.numel() for p in model.parameters())
     stats = sum(b.numel() for n, b in model.named_buffers() if b.is_floating_point())
     if form == "affine":   # each batch norm: γ, β → scale, shift; the normalisation adds 2 per channel

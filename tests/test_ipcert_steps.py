@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from wmlib import certify as C
-from wmlib import data as D
 from wmlib import papers
 from wmlib import train as T
 from wmlib.models import Classifier, Normalize

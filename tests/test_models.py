@@ -49,18 +49,19 @@ def test_irnn_rows_reads_28_steps_of_a_row():
     assert torch.allclose(m.features(m.normalize(x)), out[:, -1])
 
 
-def test_narrow_resnet18_has_the_same_layers_at_an_eighth_of_the_width():
-    """What tiny runs of the paper profile train (wmlib.models.NARROW): every layer of ResNet-18,
+@pytest.mark.parametrize("name, convs, head", [("resnet18", 20, 64), ("resnet32", 31, 8), ("allcnn_c", 8, 24)])
+def test_narrow_models_have_the_same_layers_at_an_eighth_of_the_width(name, convs, head):
+    """What tiny runs of the paper profile train (wmlib.models.NARROW): every layer of the model,
     each convolution with 1/8 of the channels (the input's excepted), the same kernels and strides."""
     from torch import nn
     from wmlib.models import narrow
-    full, thin = build_model("resnet18", "cifar10"), build_model(narrow("resnet18"), "cifar10")
-    assert narrow("resnet18") == "resnet18_narrow" and narrow("lenet5_caffe") == "lenet5_caffe"
+    full, thin = build_model(name, "cifar10"), build_model(narrow(name), "cifar10")
+    assert narrow(name) == f"{name}_narrow" and narrow("lenet5_caffe") == "lenet5_caffe"
     assert [type(m) for m in full.modules()] == [type(m) for m in thin.modules()]
-    convs = [(a, b) for a, b in zip(full.modules(), thin.modules()) if isinstance(a, nn.Conv2d)]
-    assert len(convs) == 20
-    for a, b in convs:
+    pairs = [(a, b) for a, b in zip(full.modules(), thin.modules()) if isinstance(a, nn.Conv2d)]
+    assert len(pairs) == convs
+    for a, b in pairs:
         assert (a.kernel_size, a.stride, a.padding) == (b.kernel_size, b.stride, b.padding)
         assert a.out_channels == 8 * b.out_channels
         assert a.in_channels == (3 if a.in_channels == 3 else 8 * b.in_channels)
-    assert thin.head.in_features == 64 and thin(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert thin.head.in_features == head and thin(torch.rand(2, 3, 32, 32)).shape == (2, 10)

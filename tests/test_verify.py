@@ -51,7 +51,8 @@ def world(tmp_path_factory):
         ft = attacks.fine_tune(o, "FTAL", test.head(500), epochs=1, lr=0.001, progress=False)
         files = {"owner": o, "fine-tuned": ft, "stolen": attacks.zero_cost_edit(ft, 0),
                  "permuted": attacks.permute_units(o, 1), "independent": ind[3]}
-        out[scheme] = {"key": folder, "test acc": {n: accuracy(t.model, test.x, test.y, fp32=True) for n, t in files.items()},
+        out[scheme] = {"key": folder, "test acc": {n: accuracy(files[n].model, test.x, test.y, fp32=True)
+                                                   for n in ("fine-tuned", "stolen")},     # what the edits keep
                        **{n: modelfile.save(t.model, root / f"{scheme}-{n}.safetensors") for n, t in files.items()}}
     out["root"], out["null"] = root, null
     return out

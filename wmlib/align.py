@@ -390,7 +390,7 @@ def align(suspect: nn.Module, owner: nn.Module, *, probe: torch.Tensor | None = 
         raise ValueError(f"tol={tol} must be >= 0")
     suspect, owner = _on_cpu(suspect), _on_cpu(owner)      # a model mid-training may sit on a GPU
     prep = _owner_side(owner, ignore)
-    go, shape, own, owner_factors, masks, ref = prep.groups, prep.shape, prep.own, prep.factors, prep.masks, prep.ref
+    go, shape, owner_factors, masks, ref = prep.groups, prep.shape, prep.factors, prep.masks, prep.ref
     try:
         gs = units.describe(suspect, shape)
     except (ValueError, RuntimeError) as e:

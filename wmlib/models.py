@@ -178,33 +178,36 @@ class BasicBlockA(nn.Module):
         return torch.relu(out + short)
 
 
-def _resnet32(c, n, size):
+def _resnet32(c, n, size, base=16):
     """CIFAR ResNet-32 (He et al. 2016; Tartaglione et al.'s code): 3x3 conv 16, three stages of
-    five option-A basic blocks (16/32/64 channels), global average pool (464,154 parameters)."""
-    layers = [nn.Conv2d(c, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)]
-    cin = 16
-    for width, stride in ((16, 1), (32, 2), (64, 2)):
+    five option-A basic blocks (16/32/64 channels), global average pool (464,154 parameters).
+    ``base``: the first stage's width (16; the others twice and four times it)."""
+    layers = [nn.Conv2d(c, base, 3, 1, 1, bias=False), nn.BatchNorm2d(base), nn.ReLU(inplace=True)]
+    cin = base
+    for width, stride in ((base, 1), (2 * base, 2), (4 * base, 2)):
         for i in range(5):
             layers.append(BasicBlockA(cin, width, stride if i == 0 else 1))
             cin = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return nn.Sequential(*layers), nn.Linear(64, n)
+    return nn.Sequential(*layers), nn.Linear(4 * base, n)
 
 
-def _allcnn_c(c, n, size):
+def _allcnn_c(c, n, size, base=96):
     """ALL-CNN-C (Springenberg et al. 2015; Tartaglione et al.'s code, with its Dropout2d 0.2 on
     the input and 0.5 after each stride-2 conv): 3x3 convs 96-96-96/2-192-192-192/2, 3x3 valid
     conv 192, 1x1 conv 192, global average pool, then the 10-way 1x1 conv as a linear ``head``
     (the same 1,930 parameters; averaging and a linear map commute, but the code's ReLU after that
-    last conv is dropped so that the head is linear). 1,369,738 parameters on CIFAR-10."""
+    last conv is dropped so that the head is linear). 1,369,738 parameters on CIFAR-10.
+    ``base``: the first three convolutions' width (96; the others twice it)."""
     def conv(cin, cout, k=3, stride=1, pad=1):
         return [nn.Conv2d(cin, cout, k, stride, pad), nn.ReLU(inplace=True)]
 
-    layers = ([nn.Dropout2d(0.2)] + conv(c, 96) + conv(96, 96) + conv(96, 96, stride=2)
-              + [nn.Dropout2d(0.5)] + conv(96, 192) + conv(192, 192) + conv(192, 192, stride=2)
-              + [nn.Dropout2d(0.5)] + conv(192, 192, pad=0) + conv(192, 192, k=1, pad=0)
+    a, b = base, 2 * base
+    layers = ([nn.Dropout2d(0.2)] + conv(c, a) + conv(a, a) + conv(a, a, stride=2)
+              + [nn.Dropout2d(0.5)] + conv(a, b) + conv(b, b) + conv(b, b, stride=2)
+              + [nn.Dropout2d(0.5)] + conv(b, b, pad=0) + conv(b, b, k=1, pad=0)
               + [nn.AdaptiveAvgPool2d(1), nn.Flatten()])
-    return nn.Sequential(*layers), nn.Linear(192, n)
+    return nn.Sequential(*layers), nn.Linear(b, n)
 
 
 MODELS: dict[str, Callable] = {
@@ -219,11 +222,13 @@ MODELS: dict[str, Callable] = {
     "resnet18_narrow": lambda c, n, size: _preact_resnet18(c, n, size, base=8),
     "lenet5_caffe": _lenet5_caffe,
     "resnet32": _resnet32,
+    "resnet32_narrow": lambda c, n, size: _resnet32(c, n, size, base=2),
     "allcnn_c": _allcnn_c,
+    "allcnn_c_narrow": lambda c, n, size: _allcnn_c(c, n, size, base=12),
 }
 
 
-NARROW = {"resnet18": "resnet18_narrow"}
+NARROW = {"resnet18": "resnet18_narrow", "resnet32": "resnet32_narrow", "allcnn_c": "allcnn_c_narrow"}
 """What a tiny run of a profile trains instead of a model (``Settings.tiny()``): the same layers
 and blocks at 1/8 of the width, so that every step of the paper profile runs in seconds on a CPU
 (ResNet-18 costs about 0.1 s per training image there; at 1/8 width, 64 times fewer operations)."""

@@ -24,7 +24,7 @@ import torch
 
 from .. import attacks, zerocost
 from .. import data as D
-from ..models import build_model
+from ..models import build_model, narrow as narrow_model
 from ..report import span
 from ..results import Row, claimed, ours_only
 from ..schemes import weights as W
@@ -53,7 +53,8 @@ class TartaglioneSettings(Settings):
 
     The owner trains each of ``models`` for ``epochs`` on the first ``n_train`` training images
     (SGD, ``momentum``, ``weight_decay``, ``schedule`` peaking at ``lr``, batches of 100), with the
-    payload divided by ``scale`` (the authors' SF) at the key positions. The robust embedding:
+    payload divided by ``scale`` (the authors' SF) at the ``positions`` key positions (the
+    authors' logo: 3,306 values). The robust embedding:
     ``replicas`` replicas with N(0, ``sigma``²) on the key positions, an ascent step of
     ``ascent_lr`` each, the central model's free weights moved by −``lam``·mean (the authors' λ);
     ``extra_lams``: more robust embeddings at other λ, our ablation. Attacks on
@@ -90,9 +91,13 @@ class TartaglioneSettings(Settings):
     reset_fractions: tuple[float, ...] = (0.0025, 0.005, 0.01, 0.02)
     repair_epochs: int = 2
     n_independent: int = 4
+    positions: int = W.PAYLOAD_SIZE
+    narrow: bool = False
     targets: TartaglioneTargets
 
     def __post_init__(self):
+        if self.positions < 3:
+            raise ValueError(f"positions={self.positions} must be >= 3 (a correlation needs at least 3 values)")
         if self.n_independent < 3:
             raise ValueError(f"n_independent={self.n_independent} must be >= 3 (the aligned threshold is "
                              f"calibrated on them, each left out of its own calibration)")
@@ -103,16 +108,25 @@ class TartaglioneSettings(Settings):
         if len(self.ft_lrs) != 2:
             raise ValueError(f"ft_lrs={self.ft_lrs} must hold two learning rates")
 
+    def network(self, model: str) -> str:
+        """The network trained for the paper's ``model``: itself, or at 1/8 width in a tiny run
+        (``narrow``; :data:`wmlib.models.NARROW`)."""
+        return narrow_model(model) if self.narrow else model
+
     def train_config(self, model: str, dataset: str, seed: int = 0) -> TrainConfig:
         """The training of every model of this paper (unwatermarked, naive, robust)."""
-        return TrainConfig(model=model, dataset=dataset, epochs=self.epochs, lr=self.lr,
+        return TrainConfig(model=self.network(model), dataset=dataset, epochs=self.epochs, lr=self.lr,
                            momentum=self.momentum, weight_decay=self.weight_decay,
                            schedule=self.schedule, n_train=self.n_train, seed=seed)
 
     def tiny(self) -> "TartaglioneSettings":
-        """The same models and every step at a size that runs in seconds on a CPU: 100 training
-        images, 2 replicas for the robust embedding, 50 attacker and 50 test images."""
-        return self.replace(n_train=100, replicas=2, n_attack=50, n_test=50, epochs=1, ft_epochs=1,
+        """The same models at 1/8 width (:data:`wmlib.models.NARROW`) and every step at a size that
+        runs in seconds on a CPU: 100 training images, 2 replicas for the robust embedding, 50
+        attacker and 50 test images, and 1/64 of the key positions (the key keeps its share of the
+        parameters: the whole payload would fill a sixth of the narrow ALL-CNN-C with values of ±10
+        and its training would diverge)."""
+        return self.replace(narrow=True, positions=W.PAYLOAD_SIZE // 64, n_train=100, replicas=2, n_attack=50, n_test=50,
+                            epochs=1, ft_epochs=1,
                             bits=(8, 2), prune_rates=(0.9,), key_noise=(1.0,),
                             reset_fractions=(0.01,), repair_epochs=1, n_independent=3, targets=TINY_TARGETS)
 
@@ -228,8 +242,8 @@ def owner(P: TartaglioneSettings, model: str, dataset: str, *, seed: int = 0, pr
     """Train (or load) the unwatermarked, naive and robust ``model``; the key is drawn over the
     model's parameters and the payload scaled by ``P.scale`` (both seeded by ``seed``)."""
     cfg = P.train_config(model, dataset, seed)
-    key = W.make_key(build_model(model, dataset), seed=seed)
-    values = W.payload(seed=seed, scale=P.scale)
+    key = W.make_key(build_model(P.network(model), dataset), n=P.positions, seed=seed)
+    values = W.payload(P.positions, seed=seed, scale=P.scale)
     kw = dict(replicas=P.replicas, sigma=P.sigma, ascent_lr=P.ascent_lr, progress=progress)
     unmarked = train(cfg, progress=progress)
     others = {"unwatermarked": unmarked,
@@ -513,7 +527,7 @@ def findings(P: TartaglioneSettings, functionality: pd.DataFrame, ft: pd.DataFra
     ``finetune`` (does fine-tuning wash a watermark out?), ``compression`` (quantisation and
     pruning), ``valley`` (does moving the key weights cost the robust model more?) and
     ``informed`` (what erasing costs an attacker who knows the scheme)."""
-    thr = W.threshold(W.PAYLOAD_SIZE)
+    thr = W.threshold(P.positions)
     out = {k: [] for k in ("accuracy", "finetune", "compression", "valley", "informed")}
     for m in dict.fromkeys(functionality.index.get_level_values("model")):
         f = functionality.xs(m, level="model")

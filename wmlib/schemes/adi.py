@@ -49,8 +49,8 @@ def authors_trigger(dataset: str, preprocess: str = "center-crop", root: Path | 
     resolution (the authors' ``CenterCrop(32)``); ``resize`` shrinks the whole image instead.
     Labels are the authors' CIFAR-10 labels (0-9) for every dataset.
     """
+    import numpy as np
     from PIL import Image
-    from torchvision.transforms import functional as TF
 
     if preprocess not in PREPROCESS:
         raise ValueError(f"preprocess={preprocess!r} is not known; accepted values: {list(PREPROCESS)}")
@@ -74,12 +74,23 @@ def authors_trigger(dataset: str, preprocess: str = "center-crop", root: Path | 
     for f in files:
         img = Image.open(f).convert("RGB" if info.channels == 3 else "L")
         if preprocess == "center-crop":
-            img = TF.center_crop(img, [info.size, info.size])
+            img = _center_crop(img, info.size)
         else:
             img = img.resize((info.size, info.size), Image.BILINEAR)
-        images.append(TF.pil_to_tensor(img))
+        a = np.array(img, dtype=np.uint8)
+        images.append(torch.from_numpy(a[None] if a.ndim == 2 else a.transpose(2, 0, 1).copy()))
     return TriggerSet(torch.stack(images), torch.tensor(labels, dtype=torch.int64) % info.classes,
                       f"authors ({preprocess})")
+
+
+def _center_crop(img, size: int):
+    """The middle ``size`` × ``size`` patch of a PIL image, placed as torchvision's ``center_crop``
+    places it (the authors' ``CenterCrop``; torchvision itself is not imported: it costs seconds)."""
+    w, h = img.size
+    if w < size or h < size:
+        raise ValueError(f"trigger image {w}×{h} is smaller than the {size}×{size} crop; use preprocess='resize'")
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
 
 
 def procedural_trigger(dataset: str, n: int = 100, seed: int = 0) -> TriggerSet:
