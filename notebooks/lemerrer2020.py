@@ -291,6 +291,7 @@ report.tidy(svd, ROBUST_UNITS)
 ow, overwriting, paper_overwriting = steps.robustness_tables(exp, marks, "overwrite", profile)
 glue("overwriting", report.tidy(overwriting, ROBUST_UNITS))
 glue("overwriting_paper", report.tidy(paper_overwriting, ROBUST_UNITS))
+glue("overwrite_finding", steps.overwrite_finding(overwriting, paper_overwriting), display=False)
 report.tidy(overwriting, ROBUST_UNITS)
 
 # %%

@@ -151,3 +151,26 @@ def test_pgd_skips_steps_whose_gradient_is_not_finite(base):
                                                   noise_sigma=1e30, noise_draws=1, ip_loss="margin")
     assert norm == 0.0
     assert all(torch.equal(a, b) for a, b in zip(moved.parameters(), base.model.parameters()))
+
+
+def test_overwriting_embeds_the_attackers_own_mark_of_either_kind(model_cache):
+    """``overwrite_own`` knows no scheme: the attacker's own trigger set mixed into every batch is learned,
+    a payload in the weights is written and kept; each is cached under what was embedded; anything else is
+    refused with the parameter's name."""
+    from conftest import template_task
+    from wmlib.schemes import adi, weights
+    torch.manual_seed(0)
+    stolen = Trained(build_model("mnist_cnn", "mnist").eval(), {"hash": "stolen-for-overwriting"})
+    data = template_task(400, seed=1)
+    own = adi.procedural_trigger("mnist", n=10, seed=1000)
+    before = adi.count_matches(stolen.model, own)
+    out = attacks.overwrite_own(stolen, data, adi.TriggerCycler(own, 10), epochs=8, lr=0.05)
+    assert adi.count_matches(out.model, own) >= 8 > before            # the attacker's ten labels, learned
+    assert attacks.overwrite_own(stolen, data, adi.TriggerCycler(own, 10), epochs=8, lr=0.05).record["cache_hit"]
+    key = weights.make_key(stolen.model, n=50, seed=1000)
+    payload = weights.Payload(key, weights.payload(50, seed=1000))
+    marked = attacks.overwrite_own(stolen, data, payload, epochs=1, lr=0.01)
+    assert weights.correlation(marked.model, key, payload.values)[0] > 0.99
+    assert weights.correlation(stolen.model, key, payload.values)[0] < 0.5
+    with pytest.raises(ValueError, match="own="):
+        attacks.overwrite_own(stolen, data, own, epochs=1, lr=0.01)      # a trigger set alone: not a source of batches

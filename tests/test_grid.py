@@ -1,6 +1,7 @@
 """Jobs on a shared model cache, the executors, seeds and their spread, the plan, the Pages workflow."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from wmlib import grid, papers, results, runner, seeds
@@ -231,7 +233,7 @@ def test_the_pages_workflow_builds_with_the_readme_commands():
     assert deploy["needs"] == "build" and wf["permissions"]["pages"] == "write"
 
 
-def test_a_training_job_through_the_local_executor_fills_the_shared_cache(model_cache, tmp_path):
+def test_a_training_job_through_the_local_executor_fills_the_shared_cache(model_cache, tmp_path, monkeypatch):
     from wmlib.train import is_trained, train
     job, cfg = next((j, c) for j, c in grid.training_jobs([("lemerrer2020", "mnist")], "smoke", [0])
                     if j.name == "MLP")
@@ -239,4 +241,13 @@ def test_a_training_job_through_the_local_executor_fills_the_shared_cache(model_
     (out,) = grid.execute([job], grid.run_training, "local", log_dir=tmp_path / "logs", progress=False)
     assert out.ok, (out.error, out.log)
     assert out.value["cache_hit"] is False and is_trained(cfg)            # trained in another process
-    assert train(cfg, progress=False).record["cache_hit"]                  # and found here
+    there = train(cfg, progress=False)
+    assert there.record["cache_hit"]                                       # and found here
+    # the same training in this process, into a cache of its own (at the precision the job chose):
+    # bit for bit what the job's process made
+    (tmp_path / "here").mkdir()
+    shutil.copy2(model_cache / "precision.json", tmp_path / "here" / "precision.json")
+    monkeypatch.setenv("WMLIB_CACHE", str(tmp_path / "here"))
+    here = train(cfg, progress=False)
+    assert not here.record["cache_hit"]
+    assert all(torch.equal(a, b) for a, b in zip(here.model.state_dict().values(), there.model.state_dict().values()))

@@ -94,6 +94,20 @@ def test_robustness_table_averages_markings_like_the_paper():
     assert list(ow.index) == ["CNN", "MLP"]
 
 
+def test_the_overwriting_finding_turns_with_the_accuracy_it_leaves():
+    """Table 3 in words: a network left below the plausible accuracy (95 %, §4.4) makes ours a stronger
+    attack than the paper's; every network above it, a like-for-like comparison."""
+    paper = steps.paper_table("overwrite")
+    raw = pd.DataFrame({"net": ["MLP", "MLP", "CNN"], "run": [0, 1, 0], "removed": [3, 5, 1],
+                        "extracted": [True, True, True], "accuracy": [93.0, 94.0, 98.0], "seconds": 0.0})
+    weak = steps.overwrite_finding(steps.robustness_table(raw), paper)
+    assert "costs MLP more accuracy" in weak and "lowest 93.5 %" in weak and "stronger, less plausible" in weak
+    assert f"keeps {paper['accuracy after'].min():.0f}–{paper['accuracy after'].max():.0f} %" in weak
+    fine = steps.overwrite_finding(steps.robustness_table(raw.assign(accuracy=[96.0, 97.0, 98.0])), paper)
+    assert "keeps every network" in fine and "96.5–98.0 %" in fine and "like for like" in fine
+    assert "No marking" in steps.overwrite_finding(steps.robustness_table(raw.head(0)), paper)
+
+
 def test_marking_summary_and_pruning_order():
     marks = pd.DataFrame({"net": ["MLP", "MLP", "CNN", "CNN"], "size": [20, 20, 20, 20],
                           "eps": [0.25, 0.25, 0.25, 0.1], "norm": "linf", "run": [0, 1, 0, 0],

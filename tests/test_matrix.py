@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from wmlib import matrix
+from wmlib.models import build_model
 
 # the hosts of tests/test_verify.py (same configuration: shared through the cache)
 P = matrix.MatrixSettings(epochs=6, n_train=1000, n_independent=4, n_trigger=20, per_batch=10,
@@ -67,3 +68,20 @@ def test_a_cell_is_removed_only_when_the_verdict_flips_and_accuracy_stays():
     assert removed["cell"] == "removed" and not removed["claimed"] and removed["score"] == 0
     assert outcome(other, acc + P.margin + 5)["cell"] == "removed at a cost"
     assert outcome(other, acc + P.margin - 1)["cell"] == "removed"
+
+
+def test_the_overwriting_column_embeds_a_watermark_of_the_same_scheme_at_the_attackers_seed():
+    """Adi / IPCert / Bansal: a trigger set of the scheme's kind, other images than the owner's; Tartaglione: a
+    payload at other positions (frontier keys need the stolen model: the smoke matrix runs no overwriting)."""
+    from wmlib.schemes import adi, weights
+    owner_trigger = matrix._trigger(P, "mnist", 0)
+    for scheme in ("adi", "ipcert", "bansal"):
+        own = matrix._own_mark(scheme, P, "mnist", 0)(None, None)
+        assert isinstance(own, adi.TriggerCycler) and own.per_batch == P.per_batch, scheme
+        assert own.trigger.digest != owner_trigger.digest and len(own.trigger) == P.n_trigger, scheme
+    own = matrix._own_mark("tartaglione", P, "mnist", 0)(None, None)
+    mine = weights.make_key(build_model(P.model, "mnist"), n=P.tartaglione_positions, seed=0)
+    assert isinstance(own, weights.Payload) and len(own.key) == P.tartaglione_positions and own.key != mine
+    assert "overwriting with the attacker's own watermark" in [a.name for a in matrix.ATTACKS]
+    with pytest.raises(ValueError, match="scheme='nope'"):
+        matrix._own_mark("nope", P, "mnist", 0)

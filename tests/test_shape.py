@@ -121,8 +121,11 @@ def test_registry_drives_the_runner_and_the_table_of_contents():
         assert p.notebook.exists(), p.notebook
         assert (ROOT / f"{p.page}.md").exists()
         assert p.page in chapters, f"{p.page} is not in _toc.yml"
-        listed = {s["file"] for s in chapters[p.page].get("sections", [])}
-        assert listed == {f"build/executed/{p.id}-{d}" for d in p.book_datasets}, p.id
+        listed = [s["file"] for s in chapters[p.page].get("sections", [])]
+        assert listed[:len(p.parts)] == list(p.part_pages), p.id       # the chapter's pages, then its notebooks
+        assert set(listed[len(p.parts):]) == {f"build/executed/{p.id}-{d}" for d in p.book_datasets}, p.id
+        for part in p.part_pages:
+            assert (ROOT / f"{part}.md").exists(), part
         page = (ROOT / f"{p.page}.md").read_text()
         for d in p.book_datasets:
             assert f"{p.id}-{d}.ipynb" in page, (p.id, d)

@@ -284,6 +284,29 @@ def overwrite(base: Trained, data: D.TensorData, *, eps: float, lr: float, epoch
     return cached_attack(cache_key, base, lambda: copy.deepcopy(base.model), run)
 
 
+def overwrite_own(base: Trained, data: D.TensorData, own, *, epochs: int, lr: float, batch_size: int = 100,
+                  seed: int = 0, progress: bool = False) -> Trained:
+    """Overwriting with a watermark of the attacker's own (Adi et al. 2018 §5.2; the
+    Watermark-Robustness-Toolbox's "overwriting"): fine-tune a copy of the stolen ``base`` at a constant
+    ``lr`` on the attacker's ``data`` while embedding the attacker's mark, so that the model carries a
+    second watermark and, the attacker hopes, loses the owner's. Knows no scheme: ``own`` is either
+    extra batches to mix into every batch (the attacker's trigger set or frontier key: anything with
+    ``digest`` and ``batches(generator)``, e.g. :class:`wmlib.schemes.adi.TriggerCycler`) or an
+    embedding that trains itself (``digest`` and ``train(model, data, **fit_kw)``, e.g. a payload in
+    the weights, :class:`wmlib.schemes.weights.Payload`)."""
+    if not (hasattr(own, "digest") and (hasattr(own, "batches") or hasattr(own, "train"))):
+        raise ValueError(f"own={own!r}: expected extra batches (digest, batches) or an embedding (digest, train)")
+    key = dict(attack="overwrite-own", own=own.digest, data=data.digest, epochs=epochs, lr=lr,
+               batch_size=batch_size, seed=seed)
+
+    def run(model):
+        kw = dict(epochs=epochs, lr=lr, batch_size=batch_size, schedule="constant", seed=seed,
+                  desc="overwriting", progress=progress)
+        return own.train(model, data, **kw) if hasattr(own, "train") else fit(model, data, extra=own, **kw)
+
+    return cached_attack(key, base, lambda: copy.deepcopy(base.model), run)
+
+
 # ----------------------------------------------------------------------------- worst case on the weights
 def _margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """max_{c≠y} Z_c − Z_y per point (positive once a point is misclassified)."""

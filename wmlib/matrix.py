@@ -44,7 +44,8 @@ class MatrixSettings(Settings):
     Le Merrer's key of ``frontier_key`` FGSM inputs at ``frontier_eps``, marked at
     ``frontier_lr``; Tartaglione's payload on ``tartaglione_positions`` weights. Smoothed
     verifications draw ``draws`` noisy copies. Attacks: ``attack_epochs`` at ``ft_lrs`` on
-    ``n_attack`` of the attacker's images; pruning ``prune_rate``; ``bits``; PGD within
+    ``n_attack`` of the attacker's images (overwriting: the same, at the higher rate, embedding a
+    watermark of the same scheme drawn at the attacker's seed, :data:`ATTACKER_SEED`); pruning ``prune_rate``; ``bits``; PGD within
     ``pgd_radius`` in the certified space (``pgd_iters`` steps); ``buffer_steps`` of the attack on the
     batch-norm statistics alone. ``margin``: the points of test accuracy an attack may
     cost and still count as a removal (the Watermark-Robustness-Toolbox's convention: 5).
@@ -146,10 +147,39 @@ class Owner:
     false_claims: int
     access: str
     seconds: float
+    own: Callable[[Trained, D.TensorData], object] | None = None   # the attacker's own mark (overwriting)
 
 
 def _trigger(P: MatrixSettings, dataset: str, seed: int) -> adi.TriggerSet:
     return adi.procedural_trigger(dataset, n=P.n_trigger, seed=seed)
+
+
+ATTACKER_SEED = 1000
+"""Seeds from ``ATTACKER_SEED + seed`` draw the attacker's own watermark for the overwriting column."""
+
+
+def _own_mark(scheme: str, P: MatrixSettings, dataset: str, seed: int) -> Callable[[Trained, D.TensorData], object]:
+    """What the attacker embeds when overwriting: a watermark of the same scheme drawn at the
+    attacker's seed (given the stolen model and the attacker's images, for a frontier key)."""
+    s = ATTACKER_SEED + seed
+    if scheme in ("adi", "ipcert"):
+        return lambda stolen, data: adi.TriggerCycler(_trigger(P, dataset, s), P.per_batch)
+    if scheme == "bansal":
+        kind = bansal2022.SETTINGS[P.paper_profile][dataset].study_kind
+        return lambda stolen, data: adi.TriggerCycler(bansal.trigger_set(kind, dataset, seed=s, n=P.n_trigger),
+                                                      P.per_batch)
+    if scheme == "frontier":
+        def own(stolen, data):
+            pool = data.head(max(4 * P.frontier_key, 400))
+            fkey = frontier.make_key(stolen.model, pool.x, pool.y, size=P.frontier_key, eps=P.frontier_eps, seed=s)
+            return frontier.KeyBatches(fkey, 16)
+        return own
+    if scheme == "tartaglione":
+        from .models import build_model
+        payload = weights.Payload(weights.make_key(build_model(P.model, dataset), n=P.tartaglione_positions, seed=s),
+                                  weights.payload(P.tartaglione_positions, seed=s))
+        return lambda stolen, data: payload
+    raise ValueError(f"scheme={scheme!r} is not known; accepted values: {list(keys.SCHEMES)}")
 
 
 def _embed(scheme: str, P: MatrixSettings, dataset: str, seed: int, progress: bool):
@@ -224,7 +254,7 @@ def embed(scheme: str, P: MatrixSettings, dataset: str, *, seed: int = 0, progre
         key = make_key(min(1.0, max(derived, calibrated_threshold(null, P.alpha, step))))
     n = len(key.tensors["values" if scheme == "tartaglione" else "y"])
     access = ACCESS[scheme].format(n=n, m=key.settings.get("m", 1))
-    return Owner(scheme, owner, key, null, n_false, access, time.time() - t0)
+    return Owner(scheme, owner, key, null, n_false, access, time.time() - t0, _own_mark(scheme, P, dataset, seed))
 
 
 # ----------------------------------------------------------------------------- attacks
@@ -245,6 +275,7 @@ class Context:
     data: D.TensorData          # the attacker's images
     ip: D.TensorData | None     # the key's trigger / IP set, for the attacks that know it
     seed: int
+    own: Callable[[Trained, D.TensorData], object] | None = None   # the attacker's own mark of the scheme
 
 
 def _ft(variant: str, lr_index: int):
@@ -268,6 +299,12 @@ def _pgd(o: Trained, c: Context) -> Trained:
                               space="folded")
 
 
+def _overwrite(o: Trained, c: Context) -> Trained:
+    if c.own is None:
+        raise NotImplementedError("no watermark of the attacker's own is defined for this scheme")
+    return attacks.overwrite_own(o, c.data, c.own(o, c.data), epochs=c.P.attack_epochs, lr=c.P.ft_lrs[1], seed=c.seed)
+
+
 def _buffers(o: Trained, c: Context) -> Trained:
     if c.ip is None:
         raise NotImplementedError("the scheme has no trigger or IP set for the buffer attack to target")
@@ -280,6 +317,7 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("fine-tune all, high rate", "data", _ft("FTAL", 1)),
     Attack("distill, hard labels", "data", _distill("hard")),
     Attack("distill, soft labels", "data", _distill("soft")),
+    Attack("overwriting with the attacker's own watermark", "data", _overwrite),
     Attack("magnitude pruning", "nothing", lambda o, c: attacks.prune(o, c.P.prune_rate)),
     Attack("quantisation", "nothing", lambda o, c: attacks.quantize(o, c.P.bits)),
     Attack("ℓ2 PGD on the file", "key, data", _pgd),
@@ -324,7 +362,7 @@ def evaluate_matrix(P: MatrixSettings, dataset: str, *, schemes=None, attacks_=N
         acc = 100 * evaluate(o.trained, split.eval)
         verdict = keys.verify(o.key, o.trained.model, seed=seed)     # once per owner, not once per cell
         ip = None if scheme == "tartaglione" else D.TensorData(o.key.tensors["x"], o.key.tensors["y"].long())
-        ctx = Context(P, split.attack, ip, seed)
+        ctx = Context(P, split.attack, ip, seed, o.own)
         rows.append({"scheme": scheme, "test accuracy": acc, "embedding cost": clean_acc - acc,
                      "verification": o.access, "threshold": verdict.threshold, "owner claimed": verdict.passed,
                      "false claims": f"{o.false_claims} of {len(o.null)}", "null max": max(o.null)})
@@ -337,5 +375,5 @@ def evaluate_matrix(P: MatrixSettings, dataset: str, *, schemes=None, attacks_=N
     return pd.DataFrame(cells), pd.DataFrame(rows).set_index("scheme")
 
 
-__all__ = ["MatrixSettings", "TINY_ATTACKS", "ATTACKS", "CELLS", "Attack", "Owner", "calibrated_threshold",
+__all__ = ["MatrixSettings", "TINY_ATTACKS", "ATTACKS", "ATTACKER_SEED", "CELLS", "Attack", "Owner", "calibrated_threshold",
            "false_claims", "embed", "independents", "cell", "evaluate_matrix"]

@@ -23,6 +23,7 @@ class Paper:
     title: str
     bibkey: str          # its entry in references.bib
     source: str = "paper"   # what we read its claims from ("poster": Tartaglione et al.; "slides": Bansal et al.)
+    parts: tuple[str, ...] = ()   # more pages of its chapter: book/<id>-<part>.md, listed before its notebooks
 
     @property
     def module(self):
@@ -35,6 +36,11 @@ class Paper:
     @property
     def page(self) -> str:
         return f"book/{self.id}"
+
+    @property
+    def part_pages(self) -> tuple[str, ...]:
+        """The chapter's other pages (a long paper's studies), in order."""
+        return tuple(f"book/{self.id}-{part}" for part in self.parts)
 
     def datasets(self, profile: str) -> tuple[str, ...]:
         """The datasets this paper runs on at ``profile``."""
@@ -62,7 +68,8 @@ PAPERS: dict[str, Paper] = {p.id: p for p in (
     Paper("bansal2022", "Bansal et al. 2022", "Certified Neural Network Watermarks with Randomized Smoothing",
           "bansal2022", source="slides"),
     Paper("ipcert2023", "Jiang et al. 2023",
-          "IPCert: Provably Robust Intellectual Property Protection for Machine Learning", "jiang2023"),
+          "IPCert: Provably Robust Intellectual Property Protection for Machine Learning", "jiang2023",
+          parts=("file", "voting", "fingerprints")),
     Paper("tartaglione2020", "Tartaglione et al. 2020",
           "Delving in the loss landscape to embed robust watermarks into neural networks", "tartaglione2020",
           source="poster"),

@@ -18,6 +18,7 @@ import torch
 from .. import attacks, claims, units, zerocost
 from .. import data as D
 from .. import settings
+from ..report import span
 from ..schemes import frontier
 from ..train import Trained, TrainConfig, evaluate, train
 
@@ -550,6 +551,23 @@ def false_positive_finding(fp: pd.DataFrame) -> str:
     if not parts:
         return "No unmarked model was tested (no key could be made)."
     return "False positives (an unmarked model claimed): " + "; ".join(parts) + "."
+
+
+def overwrite_finding(ours: pd.DataFrame, paper: pd.DataFrame) -> str:
+    """Table 3 in words, from the measurements: which networks our overwriting leaves below the
+    accuracy a plausible attack keeps (§4.4), against the paper's attack, and so how our Table 3
+    reads beside the paper's (a stronger attack, or like for like)."""
+    if not len(ours):
+        return "No marking was overwritten (no key could be made)."
+    line = plausible_accuracy()
+    below = [n for n in ours.index if not bool(ours.loc[n, "plausible"])]
+    theirs = f"the paper's attack keeps {span(paper['accuracy after'], '.0f', ' %')}"
+    if below:
+        return (f"Overwriting costs {', '.join(below)} more accuracy than a plausible attack may (below {line:g} %: "
+                f"lowest {ours.loc[below, 'accuracy after'].min():.1f} %), where {theirs}: read our Table 3 as a "
+                f"stronger, less plausible attack than the paper's.")
+    return (f"Overwriting keeps every network at or above the {line:g} % a plausible attack keeps "
+            f"({span(ours['accuracy after'], '.1f', ' %')}), as {theirs}: our Table 3 compares like for like.")
 
 
 FP_UNITS = {"models": "count", "false positives": "count", "fewest mismatches": "count",

@@ -401,6 +401,22 @@ def watermark(cfg: TrainConfig, key: Key, values: torch.Tensor, *, robust: bool 
     return Trained(model.eval(), record)
 
 
+@dataclass(frozen=True)
+class Payload:
+    """A payload at a key, as an embedding that trains itself into a model (what
+    :func:`wmlib.attacks.overwrite_own` takes for a watermark in the weights)."""
+
+    key: Key
+    values: torch.Tensor
+
+    @property
+    def digest(self) -> str:
+        return f"weights:{self.key.digest}:{D.digest(self.values)}"
+
+    def train(self, model: Classifier, data: D.TensorData, **fit_kw) -> list[dict]:
+        return train_embedded(model, data, self.key, self.values, **fit_kw)
+
+
 def train_embedded(model: Classifier, data: D.TensorData, key: Key, values: torch.Tensor, *,
                    robust: bool = False, **fit_kw) -> list[dict]:
     """Write the payload into ``model`` and train it in place on ``data`` with
@@ -413,5 +429,5 @@ def train_embedded(model: Classifier, data: D.TensorData, key: Key, values: torc
     return fit(model, data, criterion=emb.criterion, after_step=emb, **fit_kw)
 
 
-__all__ = ["PAYLOAD_SIZE", "SCALE_FACTOR", "ALPHA", "payload", "Key", "make_key", "embed_values",
+__all__ = ["PAYLOAD_SIZE", "SCALE_FACTOR", "ALPHA", "payload", "Key", "Payload", "make_key", "embed_values",
            "read_values", "threshold", "extract", "Embedding", "watermark", "train_embedded"]
