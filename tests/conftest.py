@@ -63,11 +63,14 @@ def _cost(u: str) -> float:
 
 
 def _rank(nodeid: str, notebooks: set[str]) -> tuple:
-    """Sort key: the units longest first (:data:`COST`), except the site, which waits for the
-    notebooks nbval runs: it goes right after the last of them."""
+    """Sort key: the units longest first (:data:`COST`), except the site: its grid needs only the
+    seed 0 of :data:`GRID_PAIRS`' notebooks, so it goes right after them, and runs while the other
+    workers finish the rest (its book waits for them, leaving its core to them)."""
     u = unit(nodeid)
     if u == "site":
-        return (-min(_cost(n) for n in notebooks) + 0.5, u) if notebooks else (0.0, u)
+        grid = {f"{p}-{d}.ipynb" for p in GRID_PAIRS[0] for d in GRID_PAIRS[1]}
+        needs = [n for n in notebooks if Path(n).name in grid]
+        return (-min(_cost(n) for n in needs) + 0.5, u) if needs else (0.0, u)
     return (-_cost(u), u)
 
 
@@ -247,18 +250,26 @@ def smoke_runs(request, tmp_path_factory) -> dict[str, Path]:
     from wmlib import results, runner
     root = tmp_path_factory.mktemp("runs")
     names = [f"{p}-{d}.ipynb" for p, d in runner.pairs()]
-    kept = nbval_executed(request.config, names)
-    if kept is not None:
-        shutil.copytree(kept, root / "inprocess")
-    else:
+    grid = runner.pairs(*GRID_PAIRS)
+    # seed 1 of the grid needs only the grid's seed-0 records (which say that seed 1 is not a page):
+    # it runs as soon as nbval has them, while the other workers finish the other notebooks
+    early = nbval_executed(request.config, [f"{p}-{d}.ipynb" for p, d in grid])
+    if early is None:
         outcomes = runner.run("smoke", root / "inprocess", seeds=(0,))
         assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
-    # seed 0 of the grid's notebooks ran above: its records tell the grid that seed 1 is not a page
+    seed0 = early if early is not None else root / "inprocess"
     (root / "local" / "results").mkdir(parents=True)
-    for p, d in runner.pairs(*GRID_PAIRS):
-        shutil.copy2(results.results_path(p, d, "smoke", root / "inprocess" / "results", 0), root / "local" / "results")
+    for p, d in grid:
+        shutil.copy2(results.results_path(p, d, "smoke", seed0 / "results", 0), root / "local" / "results")
     outcomes = runner.run("smoke", root / "local", *GRID_PAIRS, seeds=(1,), executor="local")
     assert all(o.ok for o in outcomes), [(o.job.label, o.error, o.log) for o in outcomes if not o.ok]
+    if early is not None:
+        kept = nbval_executed(request.config, names)
+        if kept is not None:
+            shutil.copytree(kept, root / "inprocess")
+        else:               # nbval runs the grid's notebooks but not every one: the rest here
+            outcomes = runner.run("smoke", root / "inprocess", seeds=(0,))
+            assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
     executed = root / "executed"          # the site: every page, and seed 1 of the grid's notebooks
     shutil.copytree(root / "inprocess", executed)
     shutil.copytree(root / "local" / "seeds", executed / "seeds")
