@@ -173,9 +173,11 @@ def _executor(kind: str, log_dir: Path, slurm: Slurm | None):
 
 def execute(jobs: list[Job], fn: Callable[[Job], object], executor: str = "inprocess", *,
             log_dir: Path, parallel: int = 1, slurm: Slurm | None = None, progress: bool = True,
-            desc: str = "jobs") -> list[Outcome]:
+            desc: str = "jobs", bar: tqdm | None = None, weight: Callable[[Job], float] | None = None) -> list[Outcome]:
     """Run ``fn(job)`` for every job on ``executor``; at most ``parallel`` at once (local), all
-    queued at once (slurm). A failed job is reported with its log; the others go on."""
+    queued at once (slurm). A failed job is reported with its log; the others go on. ``bar``: a
+    progress bar shared with other calls (advanced by ``weight(job)``, e.g. its estimated minutes,
+    else by 1; left open), instead of one of its own."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} is not known; accepted values: {list(EXECUTORS)}")
     if parallel < 1:
@@ -183,11 +185,13 @@ def execute(jobs: list[Job], fn: Callable[[Job], object], executor: str = "inpro
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[Outcome] = []
-    bar = tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress or not jobs)
+    own_bar = bar is None
+    if own_bar:
+        bar = tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress or not jobs)
 
     def done(o: Outcome):
         outcomes.append(o)
-        bar.update(1)
+        bar.update(weight(o.job) if weight else 1)
         bar.set_postfix(failed=sum(not x.ok for x in outcomes))
         state = "done" if o.ok else "FAILED"
         tqdm.write(f"[wmbook] {state}: {o.job.label} ({o.minutes:.1f} min)"
@@ -203,7 +207,8 @@ def execute(jobs: list[Job], fn: Callable[[Job], object], executor: str = "inpro
                 log = log_dir / f"{job.slug}.log"
                 log.write_text(traceback.format_exc())
                 done(Outcome(job, False, (time.time() - t0) / 60, str(log), f"{type(err).__name__}: {err}"))
-        bar.close()
+        if own_bar:
+            bar.close()
         return outcomes
 
     ex = _executor(executor, log_dir, slurm)
@@ -212,7 +217,7 @@ def execute(jobs: list[Job], fn: Callable[[Job], object], executor: str = "inpro
     if executor == "local" and parallel > 1 and threads is None:
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))  # cores shared out
     try:
-        return _poll(jobs, fn, ex, window, done, bar, outcomes)
+        return _poll(jobs, fn, ex, window, done, bar if own_bar else None, outcomes)
     finally:
         if threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)
@@ -241,7 +246,8 @@ def _poll(jobs, fn, ex, window, done, bar, outcomes) -> list[Outcome]:
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-    bar.close()
+    if bar is not None:
+        bar.close()
     return outcomes
 
 

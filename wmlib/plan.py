@@ -5,9 +5,18 @@ Throughput (training images per second, per model and dataset) is measured, neve
 the plain trainings already in the model cache (their recorded seconds) when there are any on this
 device and precision, else by timing a few training steps here (kept in the cache). Run ``plan``
 on the machine the jobs will run on (a GPU node for ``paper``) to get that machine's estimate.
+
+A notebook does more than train its owner's models: attacks, votes, certificates, checks. That
+*other work* is measured too, not modelled: ``work.json`` (beside this module) holds, per profile and
+notebook, the minutes a first run spent outside training (its wall time less the trainings it made,
+:func:`wmlib.train.trained_minutes_since`) and the training throughput of the notebook's host model
+on the machine that measured it; here it is scaled by this machine's throughput of the same model.
+``python benchmarks/speed_bench.py book --update-work`` rewrites it from a run's ``timings.json``. A
+notebook without a measurement at the profile is counted as its trainings only, and the plan says so.
 """
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from pathlib import Path
@@ -22,6 +31,24 @@ from .data import dataset_info
 from .device import train_step_seconds, default_device, precision
 from .results import results_path
 from .train import TrainConfig, is_trained
+
+WORK_FILE = Path(__file__).with_name("work.json")
+"""Measured other work per profile and notebook (``<paper>-<dataset>``): ``other_minutes``,
+``images_per_second`` of ``host`` (``model/dataset``) where it was measured, ``ran_on``."""
+
+
+def measured_work(path: Path | None = None) -> dict:
+    path = Path(path or WORK_FILE)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def host(paper: str, dataset: str, profile: str, seed: int = 0) -> tuple[str, str]:
+    """The (model, dataset) whose training throughput scales a notebook's other work: its owner's
+    first model, else its first independent one."""
+    cfgs = list(grid.owner_trainings(paper, dataset, profile, seed).values()) or \
+        list(grid.trainings(paper, dataset, profile, seed).values())
+    return (cfgs[0].model, cfgs[0].dataset) if cfgs else ("cifar_cnn", dataset)
+
 
 def images(cfg: TrainConfig) -> int:
     """Training images a configuration sees: epochs × its training set."""
@@ -72,26 +99,23 @@ def plan(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir=None) ->
     out_dir = Path(out_dir or grid.EXECUTED)
     selected, train_jobs, nb_jobs = grid.grid_jobs(profile, papers_, datasets, seeds, out_dir)
     speeds: dict[tuple[str, str], tuple[float, str]] = {}
-
-    def minutes(cfgs: list[TrainConfig]) -> float:
-        total = 0.0
-        for c in cfgs:
-            k = (c.model, c.dataset)
-            if k not in speeds:
-                speeds[k] = throughput(*k)
-            total += images(c) / speeds[k][0] / 60
-        return total
-
+    minutes = functools.partial(_training_minutes, speeds=speeds)
+    other = functools.partial(_other_minutes, profile=profile, work=measured_work().get(profile, {}), speeds=speeds)
     rows = []
     for job, cfg in train_jobs:
         cached = _cached(cfg)
         rows.append({"job": job.label, "kind": "training", "cached": cached, "models": 1,
-                     "images (M)": images(cfg) / 1e6, "minutes": 0.0 if cached is True else minutes([cfg])})
+                     "images (M)": images(cfg) / 1e6, "minutes": 0.0 if cached is True else minutes([cfg]),
+                     "counts": "the training"})
     for job in nb_jobs:
         own = list(grid.owner_trainings(job.paper, job.dataset, job.profile, job.seed).values())
         done = results_path(job.paper, job.dataset, job.profile, out_dir / "results", job.seed)   # has its record
+        rest = other(job.paper, job.dataset, job.seed)
         rows.append({"job": job.label, "kind": "notebook", "cached": done.exists(), "models": len(own),
-                     "images (M)": sum(map(images, own)) / 1e6, "minutes": minutes(own)})
+                     "images (M)": sum(map(images, own)) / 1e6,
+                     "minutes": minutes(own) + (rest or 0.0),
+                     "counts": "everything (measured other work)" if rest is not None else
+                               "its trainings only (other work not measured at this profile)"})
     df = pd.DataFrame(rows)
     dev = default_device()
     df.attrs["device"] = (torch.cuda.get_device_name() if dev.type == "cuda" else
@@ -101,11 +125,72 @@ def plan(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir=None) ->
     return df
 
 
+def _speed(k: tuple[str, str], speeds: dict) -> float:
+    if k not in speeds:
+        speeds[k] = throughput(*k)
+    return speeds[k][0]
+
+
+def _training_minutes(cfgs: list[TrainConfig], speeds: dict) -> float:
+    """Minutes the trainings ``cfgs`` take here (throughputs memoised in ``speeds``)."""
+    return sum(images(c) / _speed((c.model, c.dataset), speeds) / 60 for c in cfgs)
+
+
+def _other_minutes(paper: str, dataset: str, seed: int, *, profile: str, work: dict, speeds: dict) -> float | None:
+    """Minutes of the notebook's measured other work here (None: not measured at ``profile``)."""
+    w = work.get(f"{paper}-{dataset}")
+    if w is None:
+        return None
+    return w["other_minutes"] * w["images_per_second"] / _speed(host(paper, dataset, profile, seed), speeds)
+
+
+def estimate(paper: str, dataset: str, profile: str, seed: int = 0, speeds: dict | None = None) -> dict:
+    """What one notebook costs here from an empty cache: every training it uses (its independent
+    models and its owner's) plus its measured other work. ``measured``: whether that other work was
+    measured at ``profile`` (else the minutes count the trainings only)."""
+    speeds = {} if speeds is None else speeds
+    cfgs = [*grid.trainings(paper, dataset, profile, seed).values(), *grid.owner_trainings(paper, dataset, profile, seed).values()]
+    rest = _other_minutes(paper, dataset, seed, profile=profile, work=measured_work().get(profile, {}), speeds=speeds)
+    return {"minutes": _training_minutes(cfgs, speeds) + (rest or 0.0), "measured": rest is not None}
+
+
+def update_work(timings: list[dict], path: Path | None = None) -> dict:
+    """Write the measured other work of the first runs in ``timings`` (``runner run``'s
+    ``timings.json`` values; seed 0 only) into ``path``, with this machine's throughput of each
+    notebook's host model: run it where those notebooks ran. Returns the file's new content."""
+    from .files import atomic_write_json
+    path = Path(path or WORK_FILE)
+    work = measured_work(path)
+    speeds: dict = {}
+    for r in timings:
+        if r.get("seed", 0) != 0 or r.get("first_run_other_minutes") is None:
+            continue
+        k = host(r["paper"], r["dataset"], r["profile"])
+        ran_on = r.get("ran_on") or {}
+        work.setdefault(r["profile"], {})[f"{r['paper']}-{r['dataset']}"] = {
+            "other_minutes": round(r["first_run_other_minutes"], 3), "host": "/".join(k),
+            "images_per_second": round(_speed(k, speeds), 1),
+            "ran_on": ", ".join(str(ran_on.get(f, "?")) for f in ("device", "precision", "cpu capability"))}
+    atomic_write_json(work, path)
+    return work
+
+
 def _cached(cfg: TrainConfig):
     try:
         return is_trained(cfg)
     except (FileNotFoundError, RuntimeError, ValueError):
         return "data missing"
+
+
+def _counted(df: pd.DataFrame) -> str:
+    nbs = df[df["kind"] == "notebook"]
+    full = nbs["counts"].str.startswith("everything").sum()
+    if full == len(nbs):
+        return ("Each notebook counts everything it runs: its owner's trainings from throughput, its other "
+                "work (attacks, votes, certificates) from a measured first run, scaled to this machine.")
+    return (f"{full} of {len(nbs)} notebooks count everything they run (their other work — attacks, votes, "
+            "certificates — measured on a first run at this profile, scaled to this machine); the others count "
+            "their owner's trainings only, so their real time is longer.")
 
 
 def markdown(df: pd.DataFrame, profile: str) -> str:
@@ -115,8 +200,7 @@ def markdown(df: pd.DataFrame, profile: str) -> str:
     lines = [f"`python -m wmlib.runner plan --profile {profile}` on {df.attrs.get('device')} "
              f"({df.attrs.get('precision')}): {len(df)} jobs ({(df['kind'] == 'training').sum()} independent "
              f"trainings, {(df['kind'] == 'notebook').sum()} notebooks), {len(df) - len(todo)} already done; "
-             f"the trainings it can count take **{hours:,.1f} device-hours here**. Notebook jobs count the "
-             "owner's own trainings only (marking, attacks and certification come on top).", "",
+             f"together **{hours:,.1f} device-hours here**. " + _counted(df), "",
              "Throughput measured: " + "; ".join(f"{k}: {v}" for k, v in df.attrs.get("throughput", {}).items()), ""]
     nb = df["job"].str.split(":").str[0].str.rsplit("/", n=2).str[0]
     groups = df.assign(notebook=nb, done=df["cached"] == True).groupby("notebook", sort=False).agg(  # noqa: E712

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 from . import data as D
 from . import grid, papers, report, results, seeds as seeds_mod, settings
 from .files import atomic_write_json
@@ -122,14 +124,33 @@ def clear_kernel(km, timeout: float = 120) -> None:
 
 def run_notebook(job: grid.Job, out_dir: Path = EXECUTED) -> dict:
     """Job body: execute one notebook; return its timing (the parent writes ``timings.json``)."""
+    from .train import trained_minutes_since
     t0 = time.time()
     execute(job.paper, job.dataset, job.profile, out_dir, seed=job.seed, page=job.page, progress=False)
     minutes = (time.time() - t0) / 60
+    trained = trained_minutes_since(t0)                       # the owner's trainings this run made
     path = results.results_path(job.paper, job.dataset, job.profile, Path(out_dir) / "results", job.seed)
-    rec = dict(results.read(path), wall_minutes=minutes)      # the record keeps what its run took
+    rec = dict(results.read(path), wall_minutes=minutes, trained_minutes=trained)   # what its run took
     atomic_write_json(rec, path)
     return {"paper": job.paper, "dataset": job.dataset, "profile": job.profile, "seed": job.seed,
-            "wall_minutes": minutes, "compute_minutes": rec.get("compute_minutes"), "ran_on": rec.get("ran_on")}
+            "wall_minutes": minutes, "trained_minutes": trained, "other_minutes": max(minutes - trained, 0.0),
+            "compute_minutes": rec.get("compute_minutes"), "ran_on": rec.get("ran_on")}
+
+
+def _estimates(profile: str, papers, datasets, seeds, out_dir: Path, nb_jobs: list[grid.Job]):
+    """Before a run: each job's estimated minutes here (the plan's rows: what the run's bar advances
+    by) and each notebook's estimate from an empty cache (:func:`wmlib.plan.estimate`, kept beside its
+    measured time). Empty at ``smoke`` (seconds: the bar counts jobs) or where data is missing."""
+    if profile == "smoke":
+        return {}, {}
+    from . import plan as plan_mod
+    try:
+        df = plan_mod.plan(profile, papers, datasets, seeds, out_dir)
+        speeds: dict = {}
+        empty = {j.label: plan_mod.estimate(j.paper, j.dataset, j.profile, j.seed, speeds)["minutes"] for j in nb_jobs}
+    except (FileNotFoundError, RuntimeError, ValueError):     # data missing: the run says so itself
+        return {}, {}
+    return dict(zip(df["job"], df["minutes"])), empty
 
 
 def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seeds=(0,),
@@ -147,19 +168,31 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seed
     print(f"[wmbook] {len(nb_jobs)} notebook(s) at profile {profile}, seeds {sorted(set(seeds))}, on "
           f"{executor}; {len(todo)} independent training(s) to run first "
           f"({len(train_jobs) - len(todo)} cached)", flush=True)
-    outcomes = grid.execute(todo, grid.run_training, executor, log_dir=log_dir, parallel=parallel,
-                            slurm=slurm, desc="trainings")
-    outcomes += grid.execute(nb_jobs, functools.partial(run_notebook, out_dir=out_dir), executor, log_dir=log_dir, parallel=parallel,
-                             slurm=slurm, desc="notebooks")
+    minutes, planned = _estimates(profile, papers, datasets, seeds, out_dir, nb_jobs)
+    # one bar over the whole run: in the plan's estimated minutes (its ETA is the time left), else in jobs
+    weight = (lambda j: minutes.get(j.label, 0.0)) if minutes else None
+    total = sum(minutes.get(j.label, 0.0) for j in [*todo, *nb_jobs]) if minutes else len(todo) + len(nb_jobs)
+    bar = tqdm(total=round(total, 1), desc=f"run ({'estimated minutes' if minutes else 'jobs'})",
+               unit="min" if minutes else "job", disable=not (todo or nb_jobs),
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} [{elapsed}<{remaining}{postfix}]" if minutes else None)
+    try:
+        outcomes = grid.execute(todo, grid.run_training, executor, log_dir=log_dir, parallel=parallel,
+                                slurm=slurm, bar=bar, weight=weight)
+        outcomes += grid.execute(nb_jobs, functools.partial(run_notebook, out_dir=out_dir), executor, log_dir=log_dir,
+                                 parallel=parallel, slurm=slurm, bar=bar, weight=weight)
+    finally:
+        bar.close()
     timings_file = out_dir / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     for o in outcomes:
         if o.ok and o.job.kind == "notebook":
             t = o.value
             k = f"{t['paper']}-{t['dataset']}" + ("" if o.job.page else f"-seed{t['seed']}")
-            old = timings.get(k, {})
-            first = old.get("first_run_minutes") if old.get("profile") == profile else None
-            timings[k] = dict(t, first_run_minutes=first if first is not None else t["wall_minutes"])
+            old = timings.get(k, {}) if timings.get(k, {}).get("profile") == profile else {}
+            first = {f: old[f] for f in ("first_run_minutes", "first_run_other_minutes", "planned_minutes")
+                     if old.get(f) is not None}
+            timings[k] = {**t, "first_run_minutes": t["wall_minutes"], "first_run_other_minutes": t["other_minutes"],
+                          "planned_minutes": planned.get(o.job.label), **first}
     atomic_write_json(timings, timings_file)
     write_summary(out_dir)
     failed = grid.report_failures(outcomes, out_dir / "failed.json")
@@ -242,20 +275,34 @@ def write_spreads(executed_dir: Path, records: list[dict]) -> list[Path]:
     return out
 
 
+def empty_cache_minutes(r: dict) -> float | None:
+    """A notebook's measured time from an empty cache: its first run's work other than training plus
+    the training recorded for every model it used (cached or not by then)."""
+    if r.get("first_run_other_minutes") is None or r.get("compute_minutes") is None:
+        return None
+    return r["first_run_other_minutes"] + r["compute_minutes"]
+
+
 def write_timings(executed_dir: Path) -> Path:
-    """``timings.md``: per notebook, the first and last runs' wall time and the training it used
-    (the training column counts models that were cached by then too: what an empty cache costs)."""
+    """``timings.md``: per notebook, the first and last runs' wall time, the training it used, and its
+    time from an empty cache measured beside the plan's estimate made before it ran."""
     src = Path(executed_dir) / "timings.json"
     rows = json.loads(src.read_text()).values() if src.exists() else []
     fmt = (lambda v: "—" if v is None else f"{v:.1f}")
+
+    def ratio(r):
+        m, p = empty_cache_minutes(r), r.get("planned_minutes")
+        return "—" if not m or p is None else f"{p / m:.2f}"
     lines = ["| paper | dataset | profile | seed | ran on | first run (min) | last run (min) "
-             "| training of the models used (min) |", "|---|---|---|---|---|---|---|---|"]
+             "| training of the models used (min) | empty cache, measured (min) | plan (min) | plan / measured |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['paper']} | {r['dataset']} | {r['profile']} | {r.get('seed', 0)} | {_ran_on(r.get('ran_on'))} "
-              f"| {fmt(r.get('first_run_minutes'))} | {fmt(r['wall_minutes'])} | {fmt(r['compute_minutes'])} |"
+              f"| {fmt(r.get('first_run_minutes'))} | {fmt(r['wall_minutes'])} | {fmt(r['compute_minutes'])} "
+              f"| {fmt(empty_cache_minutes(r))} | {fmt(r.get('planned_minutes'))} | {ratio(r)} |"
               for r in sorted(rows, key=lambda r: (r["paper"], r["dataset"], r.get("seed", 0)))]
     if not rows:
         lines.append("| — | — | — | — | — | not recorded: these notebooks were not run by `wmlib.runner run` "
-                     "| — | — |")
+                     "| — | — | — | — | — |")
     path = Path(executed_dir) / "timings.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Protocol
@@ -18,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import data as D
+from .files import cache_dir
 from .cache import load_or_create, memo
 from .device import autocast, default_device
 from .models import Classifier, build_model, memory_format
@@ -278,3 +280,17 @@ def train(cfg: TrainConfig, *, extra: ExtraBatches | None = None, init: Trained 
 
     model, record = load_or_create("models", key, build, create)
     return Trained(model.eval(), record)
+
+
+def trained_minutes_since(t0: float) -> float:
+    """Minutes of training recorded by the model-cache entries written since ``t0`` (``time.time()``):
+    what a run spent training, as opposed to its other work (attacks, votes, certificates). Counts
+    every process sharing the cache: measure one run at a time."""
+    total = 0.0
+    for js in (cache_dir() / "models").glob("*.json"):
+        try:
+            if js.stat().st_mtime >= t0:
+                total += float(json.loads(js.read_text()).get("seconds", 0.0))
+        except (OSError, ValueError):
+            continue
+    return total / 60
