@@ -85,3 +85,45 @@ def test_the_overwriting_column_embeds_a_watermark_of_the_same_scheme_at_the_att
     assert "overwriting with the attacker's own watermark" in [a.name for a in matrix.ATTACKS]
     with pytest.raises(ValueError, match="scheme='nope'"):
         matrix._own_mark("nope", P, "mnist", 0)
+
+
+def test_a_cell_near_its_threshold_runs_again_at_a_second_seed():
+    """Stand-in attack whose result depends on the seed: a cell within ``near`` of the threshold runs
+    again at seed + 1 (and a different outcome there is reported), a cell far from it does not, nor a
+    deterministic attack on a black-box scheme; the paragraph and the figure say so."""
+    import pandas as pd
+    from conftest import LookupModel, template_task
+    from wmlib import keys
+    from wmlib.papers import matrix as steps
+    from wmlib.schemes import adi
+    from wmlib.train import Trained, evaluate
+    trig = adi.procedural_trigger("mnist", n=20, seed=0)
+    key = keys.adi_key(trig, dataset="mnist", architecture="cifar_cnn", threshold=0.5)
+
+    def answering(k):                     # a model that answers the first k trigger images correctly
+        y = trig.y.clone()
+        y[k:] = (y[k:] + 1) % 10
+        return Trained(LookupModel(trig.x, y), {"hash": f"lookup-{k}-of-20"})
+    o = matrix.Owner("adi", answering(20), key, [0.1] * 4, 0, "black-box", 0.0)
+    test = template_task(200, seed=5)
+    acc = 100 * evaluate(o.trained, test)
+    ctx = matrix.Context(P, test, None, 0)
+    seeded = matrix.Attack("stand-in", "nothing", lambda _o, c: answering(11 if c.seed == 0 else 9))  # 0.55 | 0.45
+    fixed = matrix.Attack("stand-in, fixed", "nothing", lambda _o, c: answering(11), seeded=False)
+    far = matrix.Attack("stand-in, far", "nothing", lambda _o, c: answering(20 if c.seed == 0 else 0))
+    near = matrix.second_seed(matrix.cell(o, seeded, ctx, test, acc), o, seeded, ctx, test, acc)
+    assert matrix.is_near(near, P.near) and near["cell"] == "survived"
+    assert near["second seed"] == "removed" and near["second score"] == pytest.approx(0.45)
+    for attack in (fixed, far):
+        c = matrix.second_seed(matrix.cell(o, attack, ctx, test, acc), o, attack, ctx, test, acc)
+        assert "second seed" not in c, attack.name
+    cells = pd.DataFrame([near, matrix.cell(o, far, ctx, test, acc)])
+    schemes = pd.DataFrame({"owner claimed": [True], "false claims": ["0 of 4"]}, index=["adi"])
+    text = steps.finding(cells, schemes, P)
+    assert "1 cell lay within 0.1 of the threshold and ran at a second seed: 1 changed outcome there" in text
+    assert steps.rechecked(cells) == (1, 0) and "!" in steps._mark(cells.iloc[0]) and steps._mark(cells.iloc[1]) == ""
+    agreeing = cells.assign(**{"second seed": ["survived", None]})
+    assert "it kept its outcome" in steps.finding(agreeing, schemes, P)
+    assert "at a second seed" in steps.table(cells).columns
+    with pytest.raises(ValueError, match="near=-1"):
+        matrix.MatrixSettings(near=-1)
