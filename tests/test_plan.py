@@ -42,12 +42,19 @@ def test_estimate_adds_the_measured_other_work_scaled_to_this_machine(tmp_path, 
     assert "Each notebook counts everything it runs" in plan.markdown(df, "cpu")
     md = plan.markdown(plan.plan("paper", [PAPER], [DATASET], [0], tmp_path / "out"), "paper")
     assert "0 of 1 notebooks count everything" in md
+    # where the measuring run trained the owner's models itself, their measured minutes replace the count
+    work.write_text(json.dumps({"cpu": {f"{PAPER}-{DATASET}": {"other_minutes": 10.0, "owner_minutes": 8.0,
+                                                                  "images_per_second": 500.0}}}))
+    indep = sum(plan.images(c) for c in grid.trainings(PAPER, DATASET, "cpu", 0).values()) / 1000.0 / 60
+    assert plan.estimate(PAPER, DATASET, "cpu")["minutes"] == pytest.approx(indep + 4.0 + 5.0)
 
 
 def test_update_work_records_first_runs_other_work_with_the_hosts_throughput(tmp_path, fixed_speed):
     work = tmp_path / "work.json"
     rows = [{"paper": PAPER, "dataset": DATASET, "profile": "cpu", "seed": 0, "first_run_other_minutes": 7.25,
-             "ran_on": {"device": "cpu", "precision": "fp32", "cpu capability": "AVX512"}},
+             "first_run_trained_minutes": 0.0, "ran_on": {"device": "cpu", "precision": "fp32", "cpu capability": "AVX512"}},
+            {"paper": "ipcert2023", "dataset": DATASET, "profile": "cpu", "seed": 0, "first_run_other_minutes": 3.0,
+             "first_run_trained_minutes": 4.5},
             {"paper": PAPER, "dataset": DATASET, "profile": "cpu", "seed": 1, "first_run_other_minutes": 99.0},
             {"paper": "adi2018", "dataset": DATASET, "profile": "cpu", "seed": 0}]        # not measured
     out = plan.update_work(rows, work)
@@ -55,7 +62,8 @@ def test_update_work_records_first_runs_other_work_with_the_hosts_throughput(tmp
     entry = out["cpu"][f"{PAPER}-{DATASET}"]
     assert entry == {"other_minutes": 7.25, "host": "/".join(plan.host(PAPER, DATASET, "cpu")),
                      "images_per_second": 1000.0, "ran_on": "cpu, fp32, AVX512"}
-    assert list(out["cpu"]) == [f"{PAPER}-{DATASET}"]
+    assert out["cpu"][f"ipcert2023-{DATASET}"]["owner_minutes"] == 4.5      # the owner's trainings that run made
+    assert list(out["cpu"]) == [f"{PAPER}-{DATASET}", f"ipcert2023-{DATASET}"]
 
 
 def test_the_shipped_measurements_name_notebooks_of_the_registry():

@@ -2,7 +2,8 @@
 each needs, in images seen and in minutes on this machine from measured throughput.
 
 Throughput (training images per second, per model and dataset) is measured, never assumed: from
-the plain trainings already in the model cache (their recorded seconds) when there are any on this
+the plain trainings already in the model cache (their recorded seconds; the fastest, since a
+training that shared the cores with other jobs only ran slower) when there are any on this
 device and precision, else by timing a few training steps here (kept in the cache). Run ``plan``
 on the machine the jobs will run on (a GPU node for ``paper``) to get that machine's estimate.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -85,8 +85,8 @@ def _benchmark(model: str, dataset: str, steps: int = 4, batch: int = 100) -> fl
 def throughput(model: str, dataset: str) -> tuple[float, str]:
     """(images per second, how it was measured) for training ``model`` on ``dataset`` here."""
     seen = _measured_in_cache(model, dataset)
-    if seen:
-        return statistics.median(seen), f"{len(seen)} cached training(s)"
+    if seen:          # the fastest: other jobs on the cores only ever slow a training down
+        return max(seen), f"fastest of {len(seen)} cached training(s)"
     dev = default_device()
     key = {"model": model, "dataset": dataset, "device": dev.type,
            "name": torch.cuda.get_device_name() if dev.type == "cuda" else torch.backends.cpu.get_cpu_capability()}
@@ -100,7 +100,7 @@ def plan(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir=None) ->
     selected, train_jobs, nb_jobs = grid.grid_jobs(profile, papers_, datasets, seeds, out_dir)
     speeds: dict[tuple[str, str], tuple[float, str]] = {}
     minutes = functools.partial(_training_minutes, speeds=speeds)
-    other = functools.partial(_other_minutes, profile=profile, work=measured_work().get(profile, {}), speeds=speeds)
+    itself = functools.partial(_notebook_minutes, profile=profile, work=measured_work().get(profile, {}), speeds=speeds)
     rows = []
     for job, cfg in train_jobs:
         cached = _cached(cfg)
@@ -110,11 +110,10 @@ def plan(profile: str, papers_=None, datasets=None, seeds=(0,), out_dir=None) ->
     for job in nb_jobs:
         own = list(grid.owner_trainings(job.paper, job.dataset, job.profile, job.seed).values())
         done = results_path(job.paper, job.dataset, job.profile, out_dir / "results", job.seed)   # has its record
-        rest = other(job.paper, job.dataset, job.seed)
+        mins, measured = itself(job.paper, job.dataset, job.seed, own)
         rows.append({"job": job.label, "kind": "notebook", "cached": done.exists(), "models": len(own),
-                     "images (M)": sum(map(images, own)) / 1e6,
-                     "minutes": minutes(own) + (rest or 0.0),
-                     "counts": "everything (measured other work)" if rest is not None else
+                     "images (M)": sum(map(images, own)) / 1e6, "minutes": mins,
+                     "counts": "everything (measured other work)" if measured else
                                "its trainings only (other work not measured at this profile)"})
     df = pd.DataFrame(rows)
     dev = default_device()
@@ -136,28 +135,39 @@ def _training_minutes(cfgs: list[TrainConfig], speeds: dict) -> float:
     return sum(images(c) / _speed((c.model, c.dataset), speeds) / 60 for c in cfgs)
 
 
-def _other_minutes(paper: str, dataset: str, seed: int, *, profile: str, work: dict, speeds: dict) -> float | None:
-    """Minutes of the notebook's measured other work here (None: not measured at ``profile``)."""
+def _notebook_minutes(paper: str, dataset: str, seed: int, own: list[TrainConfig], *, profile: str, work: dict,
+                      speeds: dict) -> tuple[float, bool]:
+    """(minutes the notebook itself runs here: its owner's trainings and its other work; whether that
+    is all measured). Measured: ``work`` (a first run at ``profile``) scaled by this machine's
+    throughput of the host; its owner's trainings too where that run trained them (``owner_minutes``:
+    noise and trigger batches included), else counted from plain throughput. Not measured: the
+    owner's trainings from throughput only."""
     w = work.get(f"{paper}-{dataset}")
     if w is None:
-        return None
-    return w["other_minutes"] * w["images_per_second"] / _speed(host(paper, dataset, profile, seed), speeds)
+        return _training_minutes(own, speeds), False
+    scale = w["images_per_second"] / _speed(host(paper, dataset, profile, seed), speeds)
+    owner = w.get("owner_minutes")
+    trained = owner * scale if owner else _training_minutes(own, speeds)
+    return trained + w["other_minutes"] * scale, True
 
 
 def estimate(paper: str, dataset: str, profile: str, seed: int = 0, speeds: dict | None = None) -> dict:
-    """What one notebook costs here from an empty cache: every training it uses (its independent
-    models and its owner's) plus its measured other work. ``measured``: whether that other work was
-    measured at ``profile`` (else the minutes count the trainings only)."""
+    """What one notebook costs here from an empty cache: its independent trainings (plain throughput)
+    plus what the notebook itself runs (:func:`_notebook_minutes`). ``measured``: whether its other
+    work was measured at ``profile`` (else the minutes count the trainings only)."""
     speeds = {} if speeds is None else speeds
-    cfgs = [*grid.trainings(paper, dataset, profile, seed).values(), *grid.owner_trainings(paper, dataset, profile, seed).values()]
-    rest = _other_minutes(paper, dataset, seed, profile=profile, work=measured_work().get(profile, {}), speeds=speeds)
-    return {"minutes": _training_minutes(cfgs, speeds) + (rest or 0.0), "measured": rest is not None}
+    own = list(grid.owner_trainings(paper, dataset, profile, seed).values())
+    itself, measured = _notebook_minutes(paper, dataset, seed, own, profile=profile,
+                                         work=measured_work().get(profile, {}), speeds=speeds)
+    independent = _training_minutes(list(grid.trainings(paper, dataset, profile, seed).values()), speeds)
+    return {"minutes": independent + itself, "measured": measured}
 
 
 def update_work(timings: list[dict], path: Path | None = None) -> dict:
-    """Write the measured other work of the first runs in ``timings`` (``runner run``'s
-    ``timings.json`` values; seed 0 only) into ``path``, with this machine's throughput of each
-    notebook's host model: run it where those notebooks ran. Returns the file's new content."""
+    """Write the measured work of the first runs in ``timings`` (``runner run``'s ``timings.json``
+    values; seed 0 only) into ``path``: the minutes outside training, the owner's trainings the run
+    made (when it made any), and this machine's throughput of each notebook's host model: run it
+    where those notebooks ran, from an empty cache. Returns the file's new content."""
     from .files import atomic_write_json
     path = Path(path or WORK_FILE)
     work = measured_work(path)
@@ -167,10 +177,12 @@ def update_work(timings: list[dict], path: Path | None = None) -> dict:
             continue
         k = host(r["paper"], r["dataset"], r["profile"])
         ran_on = r.get("ran_on") or {}
-        work.setdefault(r["profile"], {})[f"{r['paper']}-{r['dataset']}"] = {
-            "other_minutes": round(r["first_run_other_minutes"], 3), "host": "/".join(k),
-            "images_per_second": round(_speed(k, speeds), 1),
-            "ran_on": ", ".join(str(ran_on.get(f, "?")) for f in ("device", "precision", "cpu capability"))}
+        entry = {"other_minutes": round(r["first_run_other_minutes"], 3), "host": "/".join(k),
+                 "images_per_second": round(_speed(k, speeds), 1),
+                 "ran_on": ", ".join(str(ran_on.get(f, "?")) for f in ("device", "precision", "cpu capability"))}
+        if r.get("first_run_trained_minutes"):
+            entry["owner_minutes"] = round(r["first_run_trained_minutes"], 3)
+        work.setdefault(r["profile"], {})[f"{r['paper']}-{r['dataset']}"] = entry
     atomic_write_json(work, path)
     return work
 

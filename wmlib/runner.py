@@ -189,10 +189,11 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seed
             t = o.value
             k = f"{t['paper']}-{t['dataset']}" + ("" if o.job.page else f"-seed{t['seed']}")
             old = timings.get(k, {}) if timings.get(k, {}).get("profile") == profile else {}
-            first = {f: old[f] for f in ("first_run_minutes", "first_run_other_minutes", "planned_minutes")
-                     if old.get(f) is not None}
+            first = {f: old[f] for f in ("first_run_minutes", "first_run_other_minutes", "first_run_trained_minutes",
+                                         "planned_minutes") if old.get(f) is not None}
             timings[k] = {**t, "first_run_minutes": t["wall_minutes"], "first_run_other_minutes": t["other_minutes"],
-                          "planned_minutes": planned.get(o.job.label), **first}
+                          "first_run_trained_minutes": t["trained_minutes"], "planned_minutes": planned.get(o.job.label),
+                          **first}
     atomic_write_json(timings, timings_file)
     write_summary(out_dir)
     failed = grid.report_failures(outcomes, out_dir / "failed.json")
