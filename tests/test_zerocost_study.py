@@ -223,7 +223,7 @@ def test_checks_ask_for_the_owners_verdict_where_the_owners_file_is_not_claimed(
     c = _Checks()
     zerocost.add_checks(c, erased)                 # a certified reading: the aligned check only
     assert list(c.rows) == ["every zero-cost edit is claimed after alignment"]
-    assert "1 of the 2 edits leave the file unclaimed (permute units)" in zerocost.finding(erased)
+    assert "1 of the 2 edits leaves the file unclaimed (permute units)" in zerocost.finding(erased)
 
 
 def _null(read, aligned_):

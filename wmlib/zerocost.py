@@ -233,7 +233,8 @@ def _read_and_aligned(edited: pd.DataFrame) -> str:
     """The sentence's verdicts where the owner's file is claimed: the edits that erase it as the
     paper reads the file, those claimed after alignment."""
     erased = edited.index[edited["claimed"] == "no"]
-    out = [f"Read as the paper reads it, {len(erased)} of the {len(edited)} edits leave the file unclaimed "
+    out = [f"Read as the paper reads it, {len(erased)} of the {len(edited)} edits "
+           f"{'leaves' if len(erased) == 1 else 'leave'} the file unclaimed "
            f"({_names(erased)})" if len(erased) else
            "Read as the paper reads it, the file is still claimed after "
            + ("the one edit" if len(edited) == 1 else f"each of the {len(edited)} edits")]
