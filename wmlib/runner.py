@@ -170,8 +170,8 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seed
           f"({len(train_jobs) - len(todo)} cached)", flush=True)
     minutes, planned = _estimates(profile, papers, datasets, seeds, out_dir, nb_jobs)
     # one bar over the whole run: in the plan's estimated minutes (its ETA is the time left), else in jobs
-    weight = (lambda j: minutes.get(j.label, 0.0)) if minutes else None
-    total = sum(minutes.get(j.label, 0.0) for j in [*todo, *nb_jobs]) if minutes else len(todo) + len(nb_jobs)
+    weight = (lambda j: max(minutes.get(j.label, 0.0), 0.1)) if minutes else None   # a job the plan cannot count still moves it
+    total = sum(map(weight, [*todo, *nb_jobs])) if minutes else len(todo) + len(nb_jobs)
     bar = tqdm(total=round(total, 1), desc=f"run ({'estimated minutes' if minutes else 'jobs'})",
                unit="min" if minutes else "job", disable=not (todo or nb_jobs),
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} [{elapsed}<{remaining}{postfix}]" if minutes else None)
