@@ -93,8 +93,8 @@ def test_timings_show_the_empty_cache_time_beside_the_plan(tmp_path):
                   "planned_minutes": 15.0, "ran_on": None}}
     (tmp_path / "timings.json").write_text(json.dumps(rows))
     assert runner.empty_cache_minutes(rows["x"]) == 12.0
-    line = runner.write_timings(tmp_path).read_text().splitlines()[2]
-    assert line.endswith("| 12.0 | 15.0 | 1.25 |")
+    line = runner.write_timings(tmp_path).read_text().splitlines()[4]
+    assert line.startswith(f"| {PAPER} {DATASET} cpu, seed 0 |") and line.endswith("| 12.0 | 15.0 | 1.25 |")
 
 
 def test_a_run_has_one_bar_in_estimated_minutes(tmp_path, fixed_speed):

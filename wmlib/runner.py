@@ -294,16 +294,15 @@ def write_timings(executed_dir: Path) -> Path:
     def ratio(r):
         m, p = empty_cache_minutes(r), r.get("planned_minutes")
         return "—" if not m or p is None else f"{p / m:.2f}"
-    lines = ["| paper | dataset | profile | seed | ran on | first run (min) | last run (min) "
-             "| training of the models used (min) | empty cache, measured (min) | plan (min) | plan / measured |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['paper']} | {r['dataset']} | {r['profile']} | {r.get('seed', 0)} | {_ran_on(r.get('ran_on'))} "
+    lines = ["Minutes per notebook:", "",
+             "| notebook | ran on | first run | last run | training of the models used "
+             "| empty cache, measured | plan | plan / measured |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['paper']} {r['dataset']} {r['profile']}, seed {r.get('seed', 0)} | {_ran_on(r.get('ran_on'))} "
               f"| {fmt(r.get('first_run_minutes'))} | {fmt(r['wall_minutes'])} | {fmt(r['compute_minutes'])} "
               f"| {fmt(empty_cache_minutes(r))} | {fmt(r.get('planned_minutes'))} | {ratio(r)} |"
               for r in sorted(rows, key=lambda r: (r["paper"], r["dataset"], r.get("seed", 0)))]
     if not rows:
-        lines.append("| — | — | — | — | — | not recorded: these notebooks were not run by `wmlib.runner run` "
-                     "| — | — | — | — | — |")
+        lines.append("| not recorded: these notebooks were not run by `wmlib.runner run` | — | — | — | — | — | — | — |")
     path = Path(executed_dir) / "timings.md"
     path.write_text("\n".join(lines) + "\n")
     return path
