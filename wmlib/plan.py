@@ -26,15 +26,16 @@ import torch
 
 from . import grid
 from .cache import key_hash, memo
-from .files import cache_dir
+from .files import atomic_write_json, cache_dir
 from .data import dataset_info
 from .device import train_step_seconds, default_device, precision
 from .results import results_path
 from .train import TrainConfig, is_trained
 
 WORK_FILE = Path(__file__).with_name("work.json")
-"""Measured other work per profile and notebook (``<paper>-<dataset>``): ``other_minutes``,
-``images_per_second`` of ``host`` (``model/dataset``) where it was measured, ``ran_on``."""
+"""Measured work per profile and notebook (``<paper>-<dataset>``): ``other_minutes``, ``owner_minutes``
+(where the measuring run trained the owner's models), ``images_per_second`` of ``host``
+(``model/dataset``) where it was measured, ``ran_on``."""
 
 
 def measured_work(path: Path | None = None) -> dict:
@@ -168,7 +169,6 @@ def update_work(timings: list[dict], path: Path | None = None) -> dict:
     values; seed 0 only) into ``path``: the minutes outside training, the owner's trainings the run
     made (when it made any), and this machine's throughput of each notebook's host model: run it
     where those notebooks ran, from an empty cache. Returns the file's new content."""
-    from .files import atomic_write_json
     path = Path(path or WORK_FILE)
     work = measured_work(path)
     speeds: dict = {}
