@@ -118,8 +118,9 @@ owners
 # The paper certifies at σ = 1 on every parameter of a ResNet-18. Our CPU model (three stages of
 # conv–batch-norm–ReLU, 0.29 M parameters) is trained with the curriculum to each σ of the study
 # on the embedded-content triggers; its certificate noises the whole model file (batch-norm
-# statistics included). The profile runs at the largest σ that keeps test accuracy within the
-# budget of the baseline.
+# statistics included). The profile's σ was chosen as the largest that kept test accuracy within
+# the budget of the baseline when the profile was set; the sentence under the table says whether
+# this run's study agrees.
 
 # %%
 study_raw = bs.sigma_study(P, dataset, trig, models[P.study_kind]["baseline"], test, seed=seed, progress=progress)
