@@ -35,7 +35,6 @@ results_dir = None       # where the results record goes (None: build/results)
 progress = False         # tqdm bars inside the notebook
 
 # %% tags=["remove-cell"]
-import time
 
 import matplotlib.pyplot as plt
 from myst_nb import glue
@@ -46,7 +45,6 @@ from wmlib.matrix import CELLS
 from wmlib.papers import matrix as steps
 from wmlib.settings import Checks, Targets
 
-t_start = time.time()
 P = papers.settings("matrix", profile, dataset)
 if tiny:
     P = P.tiny()
@@ -102,7 +100,7 @@ glue("cells", cell_table)
 # largest score such a host reached, and what the owner's verification needs.
 
 # %%
-scheme_table = report.tidy(schemes.rename(index=steps.SCHEME_NAMES),
+scheme_table = report.tidy(schemes.drop(columns=["training (min)"]).rename(index=steps.SCHEME_NAMES),
                            {"test accuracy": "%", "embedding cost": "points", "threshold": "score",
                             "null max": "score"})
 glue("schemes", scheme_table)
@@ -142,7 +140,8 @@ rows = [results.ours_only(f"{steps.SCHEME_NAMES[s]}: attacks survived", float((c
 rows += [results.ours_only(f"{steps.SCHEME_NAMES[s]}: false claims", float(schemes.loc[s, "false claims"].split()[0]),
                            "count", note=f"of {P.n_independent} never-watermarked hosts at α = {P.alpha:g}")
          for s in schemes.index]
-path = results.write("matrix", dataset, profile, rows, seed=seed, compute_minutes=(time.time() - t_start) / 60,
+path = results.write("matrix", dataset, profile, rows, seed=seed,
+                     compute_minutes=matrix.training_minutes(P, dataset, schemes, seed=seed),
                      folder=results_dir)
 print("wrote", path)
 checks.assert_all()

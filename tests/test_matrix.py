@@ -127,3 +127,15 @@ def test_a_cell_near_its_threshold_runs_again_at_a_second_seed():
     assert "at a second seed" in steps.table(cells).columns
     with pytest.raises(ValueError, match="near=-1"):
         matrix.MatrixSettings(near=-1)
+
+
+def test_training_minutes_count_the_hosts_and_the_owners_not_the_attacks(monkeypatch):
+    """What the results record calls the training of the models used (as the papers' notebooks count it):
+    the clean host, each never-watermarked host and each scheme's watermarked host, from their records."""
+    import pandas as pd
+    from wmlib.train import Trained
+    seconds = iter(60.0 * (i + 1) for i in range(P.n_independent + 1))     # the hosts: 1, 2, … minutes
+    monkeypatch.setattr(matrix, "train", lambda cfg, progress=False: Trained(None, {"seconds": next(seconds)}))
+    schemes = pd.DataFrame({"training (min)": [2.0, 3.0]}, index=["adi", "tartaglione"])
+    n = P.n_independent + 1
+    assert matrix.training_minutes(P, "mnist", schemes) == pytest.approx(n * (n + 1) / 2 + 5.0)
