@@ -41,8 +41,10 @@ from torch import nn
 from . import certspace
 from .align import align as align_models
 from .align import summary as align_summary
-from .certify import noisy_votes
-from .data import dataset_info
+from .cache import memo
+from .certify import Votes, noisy_votes
+from .data import dataset_info, digest
+from .device import default_device
 from .models import MODELS, build_model
 from .schemes import adi, bansal, frontier, ipcert, weights
 from .verdict import Verdict
@@ -291,6 +293,31 @@ def _trigger(key: Key) -> adi.TriggerSet:
     return adi.TriggerSet(key.tensors["x"], key.tensors["y"].long(), "key")
 
 
+def file_digest(model: nn.Module) -> str:
+    """A content hash of a model file: every tensor of its state (parameters and buffers) with its
+    name, shape and dtype, and the module's class."""
+    h = hashlib.sha256(type(model).__name__.encode())
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _votes(folded: nn.Module, trig: adi.TriggerSet, s: dict, seed: int, progress: bool) -> Votes:
+    """:func:`~wmlib.certify.noisy_votes` of the (folded, aligned) suspect on the trigger set, cached by
+    the suspect's content (:func:`file_digest`), the trigger set, σ, m, the seed and the device: the
+    votes are a deterministic function of these, so a rerun reads the verdict without a forward pass."""
+    vkey = dict(kind="verify-votes", model=file_digest(folded), trigger=digest(trig.x, trig.y), sigma=s["sigma"],
+                m=s["m"], seed=seed, space=certspace.space_key(s["space"]), device=default_device().type)
+
+    def compute():
+        v = noisy_votes(folded, trig.x, trig.y, sigma=s["sigma"], m=s["m"], seed=seed, progress=progress)
+        return {"counts": v.counts.tolist(), "draw_match": v.draw_match.tolist()}
+    rec = memo("votes", vkey, compute)
+    return Votes(np.asarray(rec["counts"], dtype=np.int64), np.asarray(rec["draw_match"]), s["sigma"], s["m"], seed)
+
+
 def verify(key: Key, model: nn.Module, *, align: bool = True, seed: int = 0, progress: bool = False) -> Verdict:
     """The scheme's verdict on ``model`` (module docstring). ``align``: for the white-box schemes,
     align the suspect to the owner's file first (False: the paper's reading of the file as it is).
@@ -314,8 +341,7 @@ def verify(key: Key, model: nn.Module, *, align: bool = True, seed: int = 0, pro
     if align:
         model, how = _aligned(key, model)
     trig = _trigger(key)
-    votes = noisy_votes(certspace.folded(model, s["space"]), trig.x, trig.y, sigma=s["sigma"], m=s["m"],
-                        seed=seed, progress=progress)
+    votes = _votes(certspace.folded(model, s["space"]), trig, s, seed, progress)
     if key.scheme == "bansal":
         v = bansal.verify(votes.draw_match, sigma=s["sigma"], threshold=s["threshold"], radii=s["radii"],
                           confidence=s["confidence"], n=len(trig))

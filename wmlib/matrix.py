@@ -183,8 +183,7 @@ def _own_mark(scheme: str, P: MatrixSettings, dataset: str, seed: int) -> Callab
                                                       P.per_batch)
     if scheme == "frontier":
         def own(stolen, data):
-            pool = data.head(_frontier_pool(P))
-            fkey = frontier.make_key(stolen.model, pool.x, pool.y, size=P.frontier_key, eps=P.frontier_eps, seed=s)
+            fkey = frontier.cached_adversaries(stolen, data.head(_frontier_pool(P)), P.frontier_eps).key(P.frontier_key, s)
             return frontier.KeyBatches(fkey, 16)
         return own
     if scheme == "tartaglione":
@@ -216,7 +215,7 @@ def _embed(scheme: str, P: MatrixSettings, dataset: str, seed: int, progress: bo
     elif scheme == "frontier":
         base = train(host, progress=progress)
         pool = D.splits(dataset).eval.head(_frontier_pool(P))
-        fkey = frontier.make_key(base.model, pool.x, pool.y, size=P.frontier_key, eps=P.frontier_eps, seed=seed)
+        fkey = frontier.cached_adversaries(base, pool, P.frontier_eps).key(P.frontier_key, seed)
         owner, _ = frontier.mark(base, fkey, D.splits(dataset, n_train=P.n_train).train, lr=P.frontier_lr,
                                  max_epochs=P.frontier_epochs, per_batch=16, seed=seed, progress=progress)
         make = lambda thr: keys.frontier_key(fkey, **arch, alpha=P.alpha, threshold=thr)  # noqa: E731
