@@ -40,10 +40,11 @@ from torch import nn
 
 from . import certspace
 from .align import align as align_models
+from .align import file_stamp
 from .align import summary as align_summary
 from .cache import memo
 from .certify import Votes, noisy_votes
-from .data import dataset_info, digest
+from .data import dataset_info
 from .device import default_device
 from .models import MODELS, build_model
 from .schemes import adi, bansal, frontier, ipcert, weights
@@ -293,22 +294,11 @@ def _trigger(key: Key) -> adi.TriggerSet:
     return adi.TriggerSet(key.tensors["x"], key.tensors["y"].long(), "key")
 
 
-def file_digest(model: nn.Module) -> str:
-    """A content hash of a model file: every tensor of its state (parameters and buffers) with its
-    name, shape and dtype, and the module's class."""
-    h = hashlib.sha256(type(model).__name__.encode())
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _votes(folded: nn.Module, trig: adi.TriggerSet, s: dict, seed: int, progress: bool) -> Votes:
     """:func:`~wmlib.certify.noisy_votes` of the (folded, aligned) suspect on the trigger set, cached by
-    the suspect's content (:func:`file_digest`), the trigger set, σ, m, the seed and the device: the
+    the suspect's content (:func:`wmlib.align.file_stamp`), the trigger set, σ, m, the seed and the device: the
     votes are a deterministic function of these, so a rerun reads the verdict without a forward pass."""
-    vkey = dict(kind="verify-votes", model=file_digest(folded), trigger=digest(trig.x, trig.y), sigma=s["sigma"],
+    vkey = dict(kind="verify-votes", model=file_stamp(folded), trigger=trig.digest, sigma=s["sigma"],
                 m=s["m"], seed=seed, space=certspace.space_key(s["space"]), device=default_device().type)
 
     def compute():
