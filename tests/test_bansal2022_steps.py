@@ -18,7 +18,7 @@ from wmlib.schemes.adi import TriggerCycler, TriggerSet
 from wmlib.settings import Checks
 from wmlib.train import Trained, accuracy, fit
 
-P = bs.SETTINGS["cpu"]["mnist"]
+P = bs.SETTINGS["cpu"]["mnist"].replace(sigma_study=(0.1, 0.25, 0.5, 1.0))   # a study of four σ, as the stand-in tables
 
 
 @needs_mnist
