@@ -98,9 +98,11 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
     device = device or default_device()
     was_training = model.training
     model.eval().to(device)
+    fmt = memory_format(model)       # channels-last, as training and the noisy votes lay images out
     out = []
     for i in range(0, len(x), batch_size):
         xb = D.to_float(x[i:i + batch_size].to(device))
+        xb = xb.contiguous(memory_format=fmt) if fmt is not None and xb.ndim == 4 else xb
         with contextlib.nullcontext() if fp32 else autocast(device):
             out.append(model(xb).argmax(1).cpu())
     model.train(was_training)
