@@ -115,3 +115,20 @@ def test_a_run_has_one_bar_in_estimated_minutes(tmp_path, fixed_speed):
     assert bar.n == pytest.approx(6.0) and [o.ok for o in out] == [True, False]
     assert not bar.disable                          # still open (tqdm disables a bar it closes)
     bar.close()
+
+
+def test_the_empty_cache_time_is_measured_where_the_run_began_empty():
+    """A first run that trained the notebook's models after all its independent trainings ran in the
+    same call: the trainings' wall minutes plus the notebook's (not reconstructed from records that
+    may count attacks twice)."""
+    r = {"first_run_minutes": 25.2, "first_run_other_minutes": 15.3, "first_run_trained_minutes": 9.9,
+         "compute_minutes": 30.0, "first_run_jobs_minutes": 9.0}
+    assert runner.empty_cache_minutes(r) == pytest.approx(34.2)
+    assert runner.empty_cache_minutes({**r, "first_run_jobs_minutes": None}) == pytest.approx(45.3)
+    assert runner.empty_cache_minutes({**r, "first_run_trained_minutes": 0.0}) == pytest.approx(45.3)   # its models were cached
+    job = lambda name, seed=0: grid.Job("training", PAPER, DATASET, "cpu", seed, name)   # noqa: E731
+    a, b, c = job("a"), job("b"), job("c", seed=1)
+    done = [grid.Outcome(a, True, 2.0), grid.Outcome(b, True, 3.5), grid.Outcome(c, True, 1.0)]
+    assert runner._jobs_minutes(done, [a, b, c], [a, b, c]) == {(PAPER, DATASET, 0): 5.5, (PAPER, DATASET, 1): 1.0}
+    assert runner._jobs_minutes(done[:1] + done[2:], [a, b, c], [a, c]) == {(PAPER, DATASET, 1): 1.0}   # b was cached
+    assert runner._jobs_minutes([grid.Outcome(c, False, 1.0)], [c], [c]) == {}                        # failed: no measure

@@ -184,15 +184,20 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seed
         bar.close()
     timings_file = out_dir / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    jobs_minutes = _jobs_minutes(outcomes, [j for j, _ in train_jobs], todo)
+    with_jobs = {(j.paper, j.dataset, j.seed) for j, _ in train_jobs}
     for o in outcomes:
         if o.ok and o.job.kind == "notebook":
             t = o.value
             k = f"{t['paper']}-{t['dataset']}" + ("" if o.job.page else f"-seed{t['seed']}")
             old = timings.get(k, {}) if timings.get(k, {}).get("profile") == profile else {}
             first = {f: old[f] for f in ("first_run_minutes", "first_run_other_minutes", "first_run_trained_minutes",
-                                         "planned_minutes") if old.get(f) is not None}
+                                         "first_run_jobs_minutes", "planned_minutes") if old.get(f) is not None}
             timings[k] = {**t, "first_run_minutes": t["wall_minutes"], "first_run_other_minutes": t["other_minutes"],
                           "first_run_trained_minutes": t["trained_minutes"], "planned_minutes": planned.get(o.job.label),
+                          "first_run_jobs_minutes": jobs_minutes.get((o.job.paper, o.job.dataset, o.job.seed),
+                                                                     0.0 if (o.job.paper, o.job.dataset, o.job.seed)
+                                                                     not in with_jobs else None),
                           **first}
     atomic_write_json(timings, timings_file)
     write_summary(out_dir)
@@ -276,9 +281,25 @@ def write_spreads(executed_dir: Path, records: list[dict]) -> list[Path]:
     return out
 
 
+def _jobs_minutes(outcomes: list[grid.Outcome], train_jobs: list[grid.Job], todo: list[grid.Job]) -> dict:
+    """(paper, dataset, seed) → wall minutes of its independent trainings, for the notebooks none of
+    whose trainings was cached when the run began (what its empty-cache time adds to the notebook's)."""
+    warm = {(j.paper, j.dataset, j.seed) for j in train_jobs if j not in todo}
+    out: dict = {}
+    for o in outcomes:
+        key = (o.job.paper, o.job.dataset, o.job.seed)
+        if o.job.kind != "notebook" and key not in warm:
+            out[key] = out.get(key, 0.0) + (o.minutes if o.ok else float("nan"))
+    return {k: v for k, v in out.items() if v == v}
+
+
 def empty_cache_minutes(r: dict) -> float | None:
-    """A notebook's measured time from an empty cache: its first run's work other than training plus
-    the training recorded for every model it used (cached or not by then)."""
+    """A notebook's measured time from an empty cache. Measured directly where its first run trained
+    models of its own after every independent training of its grid had run in the same call: the
+    wall minutes of those trainings plus the notebook's. Otherwise reconstructed: the first run's
+    work other than training plus the training recorded for every model it used (cached or not)."""
+    if r.get("first_run_jobs_minutes") is not None and (r.get("first_run_trained_minutes") or 0) > 0:
+        return r["first_run_jobs_minutes"] + r["first_run_minutes"]
     if r.get("first_run_other_minutes") is None or r.get("compute_minutes") is None:
         return None
     return r["first_run_other_minutes"] + r["compute_minutes"]

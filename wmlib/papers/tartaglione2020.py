@@ -159,11 +159,13 @@ SETTINGS: dict[str, dict[str, TartaglioneSettings]] = {
         # the notebook within the book's per-notebook budget (issue 24): 5 epochs, R = 2 replicas, three
         # independents (the fewest the aligned threshold allows), 3 fine-tuning epochs — measured at
         # 8 epochs, R = 4, four independents and 5 fine-tuning epochs: 58 min from an empty cache
-        # (2-core AVX-512 CPU), of which the robust embedding 17.8 and the five ResNet-32 of the null 19
+        # (2-core AVX-512 CPU), of which the robust embedding 17.8 and the five ResNet-32 of the null 19;
+        # at these settings (2026-12-07, seed 0) the unwatermarked model read 55.3 % (naive 59.1, robust
+        # 59.3), so the floor is 50 %
         "cifar10": TartaglioneSettings(models=("resnet32",), scale=1.0, epochs=5, lr=0.1, n_train=10_000, replicas=2,
                                        n_attack=5000, n_test=5000, ft_epochs=3, key_noise=(0.3, 1.0, 3.0, 10.0),
                                        reset_fractions=(0.005, 0.01, 0.02), repair_epochs=1, n_independent=3,
-                                       targets=TartaglioneTargets(min_clean_acc=0.55, max_acc_drop=0.01)),
+                                       targets=TartaglioneTargets(min_clean_acc=0.50, max_acc_drop=0.01)),
     },
     "paper": {      # the authors' code: SGD without momentum, lr 0.1, wd 1e-4, 300 epochs (CIFAR x0.1 at 150, 250)
         "mnist": TartaglioneSettings(models=("lenet5_caffe",), scale=1.0, epochs=300, lr=0.1, momentum=0.0,
