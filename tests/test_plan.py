@@ -132,3 +132,5 @@ def test_the_empty_cache_time_is_measured_where_the_run_began_empty():
     assert runner._jobs_minutes(done, [a, b, c], [a, b, c]) == {(PAPER, DATASET, 0): 5.5, (PAPER, DATASET, 1): 1.0}
     assert runner._jobs_minutes(done[:1] + done[2:], [a, b, c], [a, c]) == {(PAPER, DATASET, 1): 1.0}   # b was cached
     assert runner._jobs_minutes([grid.Outcome(c, False, 1.0)], [c], [c]) == {}                        # failed: no measure
+    nb = grid.Job("notebook", PAPER, DATASET, "cpu", 2)
+    assert runner._jobs_minutes([grid.Outcome(nb, True, 9.0)], [a], [a]) == {(PAPER, DATASET, 2): 0.0}   # no trainings of its own

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from . import data as D
 from .device import default_device
-from .models import memory_format
+from .models import laid_out
 
 
 @dataclass
@@ -132,10 +132,7 @@ def _prepare(model, x, y, sigma, m, seed, device):
         raise ValueError(f"y must have shape ({len(x)},) to match x; got {tuple(y.shape)}")
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
-    x = D.to_float(x.to(device))
-    fmt = memory_format(model)      # as training lays images out: channels-last convolutions (measured
-    if fmt is not None and x.ndim == 4:    # 1.2-1.6x faster forward passes on a 2-core AVX-512 CPU)
-        x = x.contiguous(memory_format=fmt)
+    x = laid_out(D.to_float(x.to(device)), model)
     y = y.to(device) if y is not None else None
     return sigma, int(m), device, x, y
 

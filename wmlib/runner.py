@@ -185,7 +185,6 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seed
     timings_file = out_dir / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     jobs_minutes = _jobs_minutes(outcomes, [j for j, _ in train_jobs], todo)
-    with_jobs = {(j.paper, j.dataset, j.seed) for j, _ in train_jobs}
     for o in outcomes:
         if o.ok and o.job.kind == "notebook":
             t = o.value
@@ -195,9 +194,7 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seed
                                          "first_run_jobs_minutes", "planned_minutes") if old.get(f) is not None}
             timings[k] = {**t, "first_run_minutes": t["wall_minutes"], "first_run_other_minutes": t["other_minutes"],
                           "first_run_trained_minutes": t["trained_minutes"], "planned_minutes": planned.get(o.job.label),
-                          "first_run_jobs_minutes": jobs_minutes.get((o.job.paper, o.job.dataset, o.job.seed),
-                                                                     0.0 if (o.job.paper, o.job.dataset, o.job.seed)
-                                                                     not in with_jobs else None),
+                          "first_run_jobs_minutes": jobs_minutes.get((o.job.paper, o.job.dataset, o.job.seed)),
                           **first}
     atomic_write_json(timings, timings_file)
     write_summary(out_dir)
@@ -282,14 +279,15 @@ def write_spreads(executed_dir: Path, records: list[dict]) -> list[Path]:
 
 
 def _jobs_minutes(outcomes: list[grid.Outcome], train_jobs: list[grid.Job], todo: list[grid.Job]) -> dict:
-    """(paper, dataset, seed) → wall minutes of its independent trainings, for the notebooks none of
-    whose trainings was cached when the run began (what its empty-cache time adds to the notebook's)."""
+    """(paper, dataset, seed) → wall minutes of its independent trainings (0 for a notebook without
+    any), for the notebooks none of whose trainings was cached when the run began or failed (what
+    its empty-cache time adds to the notebook's)."""
     warm = {(j.paper, j.dataset, j.seed) for j in train_jobs if j not in todo}
     out: dict = {}
     for o in outcomes:
         key = (o.job.paper, o.job.dataset, o.job.seed)
-        if o.job.kind != "notebook" and key not in warm:
-            out[key] = out.get(key, 0.0) + (o.minutes if o.ok else float("nan"))
+        if key not in warm:
+            out[key] = out.get(key, 0.0) + (0.0 if o.job.kind == "notebook" else o.minutes if o.ok else float("nan"))
     return {k: v for k, v in out.items() if v == v}
 
 

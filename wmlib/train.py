@@ -22,7 +22,7 @@ from . import data as D
 from .files import cache_dir
 from .cache import load_or_create, memo
 from .device import autocast, default_device
-from .models import Classifier, build_model, memory_format
+from .models import Classifier, build_model, laid_out, memory_format
 
 SCHEDULES = ("step", "late-step", "step30", "onecycle", "constant")
 TRAINABLE = ("all", "head")
@@ -98,11 +98,9 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
     device = device or default_device()
     was_training = model.training
     model.eval().to(device)
-    fmt = memory_format(model)       # channels-last, as training and the noisy votes lay images out
     out = []
     for i in range(0, len(x), batch_size):
-        xb = D.to_float(x[i:i + batch_size].to(device))
-        xb = xb.contiguous(memory_format=fmt) if fmt is not None and xb.ndim == 4 else xb
+        xb = laid_out(D.to_float(x[i:i + batch_size].to(device)), model)
         with contextlib.nullcontext() if fp32 else autocast(device):
             out.append(model(xb).argmax(1).cpu())
     model.train(was_training)
