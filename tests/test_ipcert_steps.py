@@ -83,7 +83,7 @@ def test_settings_helpers_feed_the_same_configuration():
         P.sigma("backdoor")
     cfg = P.train_config("mnist", seed=3)
     assert (cfg.model, cfg.epochs, cfg.lr, cfg.schedule, cfg.batch_size, cfg.weight_decay, cfg.n_train,
-            cfg.seed) == ("cifar_cnn_half", 2, 0.2, "onecycle", 100, 5e-4, 30_000, 3)
+            cfg.seed) == ("cifar_cnn", 2, 0.2, "onecycle", 100, 5e-4, 30_000, 3)
     noise = P.noise_training(IP)
     assert (noise.sigma, noise.draws, noise.every, noise.ip_batch, noise.clip) == (0.03, 2, 2, 20, 1.0)
 

@@ -11,7 +11,6 @@ def test_le_merrer_mlp_parameter_count():
 
 @pytest.mark.parametrize("name,dataset,params", [("mnist_cnn", "mnist", 1_199_882),
                                                  ("cifar_cnn", "cifar10", 288_746),
-                                                 ("cifar_cnn_half", "mnist", 72_666),
                                                  ("resnet18", "cifar10", 11_171_146)])
 def test_shapes_and_sizes(name, dataset, params):
     m = build_model(name, dataset).eval()

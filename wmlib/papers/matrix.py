@@ -28,7 +28,7 @@ one host, not the host with the papers'."""
 
 SETTINGS = {
     "smoke": {d: MatrixSettings(**_SMOKE) for d in ("mnist", "cifar10")},
-    "cpu": {"mnist": MatrixSettings(model="cifar_cnn_half", epochs=4),
+    "cpu": {"mnist": MatrixSettings(epochs=4),
             "cifar10": MatrixSettings(epochs=3, n_train=12_500)},
     "paper": {d: MatrixSettings(model="resnet18", epochs=60, lr=0.1, schedule="step", n_train=None, n_independent=10,
                                 paper_profile="paper", draws=1000, n_attack=None, n_test=None, attack_epochs=10,
