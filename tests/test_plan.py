@@ -42,6 +42,11 @@ def test_estimate_adds_the_measured_other_work_scaled_to_this_machine(tmp_path, 
     assert "Each notebook counts everything it runs" in plan.markdown(df, "cpu")
     md = plan.markdown(plan.plan("paper", [PAPER], [DATASET], [0], tmp_path / "out"), "paper")
     assert "0 of 1 notebooks count everything" in md
+    # a measurement of another host model (the notebook's model changed since) is not this notebook's
+    work.write_text(json.dumps({"cpu": {f"{PAPER}-{DATASET}": {"other_minutes": 10.0, "images_per_second": 500.0,
+                                                                  "host": "resnet18/mnist", "ran_on": "cpu"}}}))
+    other = plan.estimate(PAPER, DATASET, "cpu")
+    assert not other["measured"] and other["minutes"] == pytest.approx(_trainings_minutes("cpu"))
     # where the measuring run trained the owner's models itself, their measured minutes replace the count
     work.write_text(json.dumps({"cpu": {f"{PAPER}-{DATASET}": {"other_minutes": 10.0, "owner_minutes": 8.0,
                                                                   "images_per_second": 500.0}}}))

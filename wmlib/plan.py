@@ -141,12 +141,14 @@ def _notebook_minutes(paper: str, dataset: str, seed: int, own: list[TrainConfig
     """(minutes the notebook itself runs here: its owner's trainings and its other work; whether that
     is all measured). Measured: ``work`` (a first run at ``profile``) scaled by this machine's
     throughput of the host; its owner's trainings too where that run trained them (``owner_minutes``:
-    noise and trigger batches included), else counted from plain throughput. Not measured: the
-    owner's trainings from throughput only."""
+    noise and trigger batches included), else counted from plain throughput. Not measured (no entry,
+    or one measured on another host model: the notebook's model changed since): the owner's trainings
+    from throughput only."""
     w = work.get(f"{paper}-{dataset}")
-    if w is None:
+    k = host(paper, dataset, profile, seed)
+    if w is None or w.get("host", "/".join(k)) != "/".join(k):
         return _training_minutes(own, speeds), False
-    scale = w["images_per_second"] / _speed(host(paper, dataset, profile, seed), speeds)
+    scale = w["images_per_second"] / _speed(k, speeds)
     owner = w.get("owner_minutes")
     trained = owner * scale if owner else _training_minutes(own, speeds)
     return trained + w["other_minutes"] * scale, True
