@@ -126,20 +126,18 @@ def test_the_empty_cache_time_is_measured_where_the_run_began_empty():
     """A first run that trained the notebook's models after all its independent trainings ran in the
     same call: the trainings' wall minutes plus the notebook's (not reconstructed from records that
     may count attacks twice)."""
-    r = {"first_run_minutes": 25.2, "first_run_other_minutes": 15.3, "first_run_trained_minutes": 9.9,
-         "compute_minutes": 30.0, "first_run_jobs_minutes": 9.0}
+    r = {"paper": PAPER, "dataset": DATASET, "profile": "cpu", "seed": 0, "first_run_minutes": 25.2,
+         "first_run_other_minutes": 15.3, "first_run_trained_minutes": 9.9, "compute_minutes": 30.0,
+         "first_run_jobs_minutes": 9.0}
     assert runner.empty_cache_minutes(r) == pytest.approx(34.2)
     assert runner.empty_cache_minutes({**r, "first_run_jobs_minutes": None}) == pytest.approx(45.3)
     assert runner.empty_cache_minutes({**r, "first_run_trained_minutes": 0.0}) == pytest.approx(45.3)   # its models were cached
-    # the flag the runner now records decides; a notebook whose models are all jobs of the grid trains none itself
-    assert runner.empty_cache_minutes({**r, "first_run_trained_minutes": 0.0, "first_run_began_empty": True}) == 34.2
-    assert runner.empty_cache_minutes({**r, "first_run_began_empty": False}) == pytest.approx(45.3)
-    lm = grid.Job("notebook", "lemerrer2020", "mnist", "cpu", 0)
+    # a notebook whose models are all jobs of the grid trains none itself: the grid's trainings say it began empty
     assert not grid.owner_trainings("lemerrer2020", "mnist", "cpu", 0) and grid.trainings("lemerrer2020", "mnist", "cpu", 0)
-    assert runner._began_empty(lm, 7.0, 0.0) and not runner._began_empty(lm, None, 0.0)
-    bansal = grid.Job("notebook", PAPER, DATASET, "cpu", 0)
-    assert runner._began_empty(bansal, 8.2, 12.5) and not runner._began_empty(bansal, 8.2, 0.0)   # its own models cached
-    assert not runner._began_empty(lm, 0.0, 0.0)                # nothing trained at all: not known to be empty
+    lm = {**r, "paper": "lemerrer2020", "first_run_trained_minutes": 0.0}
+    assert runner.empty_cache_minutes(lm) == pytest.approx(34.2)
+    assert runner.empty_cache_minutes({**lm, "first_run_jobs_minutes": None}) == pytest.approx(45.3)
+    assert not runner._began_empty({**lm, "first_run_jobs_minutes": 0.0})   # nothing trained at all: not known to be empty
     job = lambda name, seed=0: grid.Job("training", PAPER, DATASET, "cpu", seed, name)   # noqa: E731
     a, b, c = job("a"), job("b"), job("c", seed=1)
     done = [grid.Outcome(a, True, 2.0), grid.Outcome(b, True, 3.5), grid.Outcome(c, True, 1.0)]

@@ -191,13 +191,11 @@ def run(profile: str, out_dir: Path = EXECUTED, papers=None, datasets=None, seed
             k = f"{t['paper']}-{t['dataset']}" + ("" if o.job.page else f"-seed{t['seed']}")
             old = timings.get(k, {}) if timings.get(k, {}).get("profile") == profile else {}
             first = {f: old[f] for f in ("first_run_minutes", "first_run_other_minutes", "first_run_trained_minutes",
-                                         "first_run_jobs_minutes", "first_run_began_empty", "planned_minutes")
-                     if old.get(f) is not None}
-            jobs = jobs_minutes.get((o.job.paper, o.job.dataset, o.job.seed))
+                                         "first_run_jobs_minutes", "planned_minutes") if old.get(f) is not None}
             timings[k] = {**t, "first_run_minutes": t["wall_minutes"], "first_run_other_minutes": t["other_minutes"],
                           "first_run_trained_minutes": t["trained_minutes"], "planned_minutes": planned.get(o.job.label),
-                          "first_run_jobs_minutes": jobs,
-                          "first_run_began_empty": _began_empty(o.job, jobs, t["trained_minutes"]), **first}
+                          "first_run_jobs_minutes": jobs_minutes.get((o.job.paper, o.job.dataset, o.job.seed)),
+                          **first}
     atomic_write_json(timings, timings_file)
     write_summary(out_dir)
     failed = grid.report_failures(outcomes, out_dir / "failed.json")
@@ -293,27 +291,25 @@ def _jobs_minutes(outcomes: list[grid.Outcome], train_jobs: list[grid.Job], todo
     return {k: v for k, v in out.items() if v == v}
 
 
-def _began_empty(job: grid.Job, jobs_minutes: float | None, trained_minutes: float) -> bool:
-    """Whether a notebook's run began from an empty cache: every independent training of its grid ran
-    in the same call (``jobs_minutes`` measured), and it then trained its owner's models itself — or,
-    having none (every model of Le Merrer et al.'s page is a job of the grid), the grid trained some."""
-    if jobs_minutes is None:
+def _began_empty(r: dict) -> bool:
+    """Whether a notebook's first run (a ``timings.json`` record) began from an empty cache: every
+    independent training of its grid ran in the same call (``first_run_jobs_minutes`` measured), and
+    it then trained its owner's models itself — or, having none (every model of Le Merrer et al.'s
+    page is a job of the grid), the grid trained some."""
+    jobs = r.get("first_run_jobs_minutes")
+    if jobs is None:
         return False
-    if trained_minutes > 0:
+    if (r.get("first_run_trained_minutes") or 0) > 0:
         return True
-    return jobs_minutes > 0 and not grid.owner_trainings(job.paper, job.dataset, job.profile, job.seed)
+    return jobs > 0 and not grid.owner_trainings(r["paper"], r["dataset"], r["profile"], r.get("seed", 0))
 
 
 def empty_cache_minutes(r: dict) -> float | None:
     """A notebook's measured time from an empty cache. Measured directly where its first run began
-    empty (:func:`_began_empty`; records written before that flag: where it trained models of its own
-    after its independent trainings ran in the same call): the wall minutes of those trainings plus
-    the notebook's. Otherwise reconstructed: the first run's work other than training plus the
-    training recorded for every model it used (cached or not)."""
-    began = r.get("first_run_began_empty")
-    if began is None:
-        began = r.get("first_run_jobs_minutes") is not None and (r.get("first_run_trained_minutes") or 0) > 0
-    if began:
+    empty (:func:`_began_empty`): the wall minutes of its independent trainings plus the notebook's.
+    Otherwise reconstructed: the first run's work other than training plus the training recorded for
+    every model it used (cached or not)."""
+    if _began_empty(r):
         return r["first_run_jobs_minutes"] + r["first_run_minutes"]
     if r.get("first_run_other_minutes") is None or r.get("compute_minutes") is None:
         return None
