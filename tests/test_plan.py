@@ -57,16 +57,21 @@ def test_estimate_adds_the_measured_other_work_scaled_to_this_machine(tmp_path, 
 def test_update_work_records_first_runs_other_work_with_the_hosts_throughput(tmp_path, fixed_speed):
     work = tmp_path / "work.json"
     rows = [{"paper": PAPER, "dataset": DATASET, "profile": "cpu", "seed": 0, "first_run_other_minutes": 7.25,
-             "first_run_trained_minutes": 0.0, "ran_on": {"device": "cpu", "precision": "fp32", "cpu capability": "AVX512"}},
+             "first_run_trained_minutes": 3.0, "first_run_jobs_minutes": 8.0,
+             "ran_on": {"device": "cpu", "precision": "fp32", "cpu capability": "AVX512"}},
             {"paper": "ipcert2023", "dataset": DATASET, "profile": "cpu", "seed": 0, "first_run_other_minutes": 3.0,
-             "first_run_trained_minutes": 4.5},
-            {"paper": PAPER, "dataset": DATASET, "profile": "cpu", "seed": 1, "first_run_other_minutes": 99.0},
+             "first_run_trained_minutes": 4.5, "first_run_jobs_minutes": 2.0},
+            {"paper": PAPER, "dataset": DATASET, "profile": "cpu", "seed": 1, "first_run_other_minutes": 99.0,
+             "first_run_trained_minutes": 3.0, "first_run_jobs_minutes": 8.0},
+            # its first run found its models (and so perhaps its votes) cached: its other work is not measured
+            {"paper": "tartaglione2020", "dataset": DATASET, "profile": "cpu", "seed": 0, "first_run_other_minutes": 1.0,
+             "first_run_trained_minutes": 0.0, "first_run_jobs_minutes": 0.0},
             {"paper": "adi2018", "dataset": DATASET, "profile": "cpu", "seed": 0}]        # not measured
     out = plan.update_work(rows, work)
     assert json.loads(work.read_text()) == out
     entry = out["cpu"][f"{PAPER}-{DATASET}"]
     assert entry == {"other_minutes": 7.25, "host": "/".join(plan.host(PAPER, DATASET, "cpu")),
-                     "images_per_second": 1000.0, "ran_on": "cpu, fp32, AVX512"}
+                     "images_per_second": 1000.0, "ran_on": "cpu, fp32, AVX512", "owner_minutes": 3.0}
     assert out["cpu"][f"ipcert2023-{DATASET}"]["owner_minutes"] == 4.5      # the owner's trainings that run made
     assert list(out["cpu"]) == [f"{PAPER}-{DATASET}", f"ipcert2023-{DATASET}"]
 
@@ -93,13 +98,15 @@ def test_trained_minutes_counts_only_entries_written_since(model_cache):
 
 
 def test_timings_show_the_empty_cache_time_beside_the_plan(tmp_path):
-    rows = {"x": {"paper": PAPER, "dataset": DATASET, "profile": "cpu", "seed": 0, "wall_minutes": 1.0,
-                  "first_run_minutes": 12.0, "first_run_other_minutes": 4.0, "compute_minutes": 8.0,
-                  "planned_minutes": 15.0, "ran_on": None}}
-    (tmp_path / "timings.json").write_text(json.dumps(rows))
-    assert runner.empty_cache_minutes(rows["x"]) == 12.0
-    line = runner.write_timings(tmp_path).read_text().splitlines()[4]
-    assert line.startswith(f"| {PAPER} {DATASET} cpu, seed 0 |") and line.endswith("| 12.0 | 15.0 | 1.25 |")
+    began = {"paper": PAPER, "dataset": DATASET, "profile": "cpu", "seed": 0, "wall_minutes": 1.0,
+             "first_run_minutes": 9.0, "first_run_other_minutes": 4.0, "first_run_trained_minutes": 5.0,
+             "first_run_jobs_minutes": 3.0, "compute_minutes": 8.0, "planned_minutes": 15.0, "ran_on": None}
+    warm = {**began, "seed": 1, "first_run_trained_minutes": 0.0}     # its models were cached: not measured
+    (tmp_path / "timings.json").write_text(json.dumps({"x": began, "y": warm}))
+    assert plan.empty_cache_minutes(began) == 12.0 and plan.empty_cache_minutes(warm) is None
+    lines = runner.write_timings(tmp_path).read_text().splitlines()[4:6]
+    assert lines[0].startswith(f"| {PAPER} {DATASET} cpu, seed 0 |") and lines[0].endswith("| 12.0 | 15.0 | 1.25 |")
+    assert lines[1].startswith(f"| {PAPER} {DATASET} cpu, seed 1 |") and lines[1].endswith("| — | 15.0 | — |")
 
 
 def test_a_run_has_one_bar_in_estimated_minutes(tmp_path, fixed_speed):
@@ -124,20 +131,20 @@ def test_a_run_has_one_bar_in_estimated_minutes(tmp_path, fixed_speed):
 
 def test_the_empty_cache_time_is_measured_where_the_run_began_empty():
     """A first run that trained the notebook's models after all its independent trainings ran in the
-    same call: the trainings' wall minutes plus the notebook's (not reconstructed from records that
-    may count attacks twice)."""
+    same call: the trainings' wall minutes plus the notebook's; not measured (None) otherwise, rather
+    than rebuilt from records that count attacks and votes differently per paper."""
     r = {"paper": PAPER, "dataset": DATASET, "profile": "cpu", "seed": 0, "first_run_minutes": 25.2,
          "first_run_other_minutes": 15.3, "first_run_trained_minutes": 9.9, "compute_minutes": 30.0,
          "first_run_jobs_minutes": 9.0}
-    assert runner.empty_cache_minutes(r) == pytest.approx(34.2)
-    assert runner.empty_cache_minutes({**r, "first_run_jobs_minutes": None}) == pytest.approx(45.3)
-    assert runner.empty_cache_minutes({**r, "first_run_trained_minutes": 0.0}) == pytest.approx(45.3)   # its models were cached
+    assert plan.empty_cache_minutes(r) == pytest.approx(34.2)
+    assert plan.empty_cache_minutes({**r, "first_run_jobs_minutes": None}) is None         # not known to be empty
+    assert plan.empty_cache_minutes({**r, "first_run_trained_minutes": 0.0}) is None       # its models were cached
     # a notebook whose models are all jobs of the grid trains none itself: the grid's trainings say it began empty
     assert not grid.owner_trainings("lemerrer2020", "mnist", "cpu", 0) and grid.trainings("lemerrer2020", "mnist", "cpu", 0)
     lm = {**r, "paper": "lemerrer2020", "first_run_trained_minutes": 0.0}
-    assert runner.empty_cache_minutes(lm) == pytest.approx(34.2)
-    assert runner.empty_cache_minutes({**lm, "first_run_jobs_minutes": None}) == pytest.approx(45.3)
-    assert not runner._began_empty({**lm, "first_run_jobs_minutes": 0.0})   # nothing trained at all: not known to be empty
+    assert plan.empty_cache_minutes(lm) == pytest.approx(34.2)
+    assert plan.empty_cache_minutes({**lm, "first_run_jobs_minutes": None}) is None
+    assert not plan.began_empty({**lm, "first_run_jobs_minutes": 0.0})   # nothing trained at all: not known to be empty
     job = lambda name, seed=0: grid.Job("training", PAPER, DATASET, "cpu", seed, name)   # noqa: E731
     a, b, c = job("a"), job("b"), job("c", seed=1)
     done = [grid.Outcome(a, True, 2.0), grid.Outcome(b, True, 3.5), grid.Outcome(c, True, 1.0)]

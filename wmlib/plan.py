@@ -166,16 +166,39 @@ def estimate(paper: str, dataset: str, profile: str, seed: int = 0, speeds: dict
     return {"minutes": independent + itself, "measured": measured}
 
 
+def began_empty(r: dict) -> bool:
+    """Whether a notebook's first run (a ``timings.json`` record) began from an empty cache: every
+    independent training of its grid ran in the same call (``first_run_jobs_minutes`` measured), and
+    it then trained its owner's models itself — or, having none (every model of Le Merrer et al.'s
+    page is a job of the grid), the grid trained some."""
+    jobs = r.get("first_run_jobs_minutes")
+    if jobs is None:
+        return False
+    if (r.get("first_run_trained_minutes") or 0) > 0:
+        return True
+    return jobs > 0 and not grid.owner_trainings(r["paper"], r["dataset"], r["profile"], r.get("seed", 0))
+
+
+def empty_cache_minutes(r: dict) -> float | None:
+    """A notebook's time from an empty cache, measured where its first run began empty
+    (:func:`began_empty`): the wall minutes of its independent trainings plus the notebook's. None
+    where that run found some of its work cached: the records cannot rebuild it (what each paper's
+    ``compute_minutes`` counts differs, and the votes and attacks that run found cached are in none)."""
+    return r["first_run_jobs_minutes"] + r["first_run_minutes"] if began_empty(r) else None
+
+
 def update_work(timings: list[dict], path: Path | None = None) -> dict:
     """Write the measured work of the first runs in ``timings`` (``runner run``'s ``timings.json``
     values; seed 0 only) into ``path``: the minutes outside training, the owner's trainings the run
     made (when it made any), and this machine's throughput of each notebook's host model: run it
-    where those notebooks ran, from an empty cache. Returns the file's new content."""
+    where those notebooks ran. Only a first run that began from an empty cache (:func:`began_empty`)
+    measured its other work: one that found votes or attacks cached would understate it, and is left
+    out. Returns the file's new content."""
     path = Path(path or WORK_FILE)
     work = measured_work(path)
     speeds: dict = {}
     for r in timings:
-        if r.get("seed", 0) != 0 or r.get("first_run_other_minutes") is None:
+        if r.get("seed", 0) != 0 or r.get("first_run_other_minutes") is None or not began_empty(r):
             continue
         k = host(r["paper"], r["dataset"], r["profile"])
         ran_on = r.get("ran_on") or {}

@@ -291,34 +291,11 @@ def _jobs_minutes(outcomes: list[grid.Outcome], train_jobs: list[grid.Job], todo
     return {k: v for k, v in out.items() if v == v}
 
 
-def _began_empty(r: dict) -> bool:
-    """Whether a notebook's first run (a ``timings.json`` record) began from an empty cache: every
-    independent training of its grid ran in the same call (``first_run_jobs_minutes`` measured), and
-    it then trained its owner's models itself — or, having none (every model of Le Merrer et al.'s
-    page is a job of the grid), the grid trained some."""
-    jobs = r.get("first_run_jobs_minutes")
-    if jobs is None:
-        return False
-    if (r.get("first_run_trained_minutes") or 0) > 0:
-        return True
-    return jobs > 0 and not grid.owner_trainings(r["paper"], r["dataset"], r["profile"], r.get("seed", 0))
-
-
-def empty_cache_minutes(r: dict) -> float | None:
-    """A notebook's measured time from an empty cache. Measured directly where its first run began
-    empty (:func:`_began_empty`): the wall minutes of its independent trainings plus the notebook's.
-    Otherwise reconstructed: the first run's work other than training plus the training recorded for
-    every model it used (cached or not)."""
-    if _began_empty(r):
-        return r["first_run_jobs_minutes"] + r["first_run_minutes"]
-    if r.get("first_run_other_minutes") is None or r.get("compute_minutes") is None:
-        return None
-    return r["first_run_other_minutes"] + r["compute_minutes"]
-
-
 def write_timings(executed_dir: Path) -> Path:
-    """``timings.md``: per notebook, the first and last runs' wall time, the training it used, and its
-    time from an empty cache measured beside the plan's estimate made before it ran."""
+    """``timings.md``: per notebook, the first and last runs' wall time, the compute its record counts,
+    and its time from an empty cache (where its first run began empty) beside the plan's estimate made
+    before it ran."""
+    from .plan import empty_cache_minutes
     src = Path(executed_dir) / "timings.json"
     rows = json.loads(src.read_text()).values() if src.exists() else []
     fmt = (lambda v: "—" if v is None else f"{v:.1f}")
@@ -327,7 +304,7 @@ def write_timings(executed_dir: Path) -> Path:
         m, p = empty_cache_minutes(r), r.get("planned_minutes")
         return "—" if not m or p is None else f"{p / m:.2f}"
     lines = ["Minutes per notebook:", "",
-             "| notebook | ran on | first run | last run | training of the models used "
+             "| notebook | ran on | first run | last run | compute of what it used (its record) "
              "| empty cache, measured | plan | plan / measured |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['paper']} {r['dataset']} {r['profile']}, seed {r.get('seed', 0)} | {_ran_on(r.get('ran_on'))} "
               f"| {fmt(r.get('first_run_minutes'))} | {fmt(r['wall_minutes'])} | {fmt(r['compute_minutes'])} "
