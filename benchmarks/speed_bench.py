@@ -103,7 +103,7 @@ def book(args) -> None:
           f"within {PLAN_TOLERANCE:.0%} of each measurement")
     if args.update_work:
         work = plan.update_work(rows)
-        taken = sum(plan.began_empty(r) and r.get("first_run_other_minutes") is not None for r in rows)
+        taken = sum(map(plan.measured_other_work, rows))
         print(f"wrote {plan.WORK_FILE}: the other work of {taken} first run(s) that began empty "
               f"({len(rows) - taken} left out); {sum(map(len, work.values()))} notebook(s) measured in all")
 

@@ -187,18 +187,24 @@ def empty_cache_minutes(r: dict) -> float | None:
     return r["first_run_jobs_minutes"] + r["first_run_minutes"] if began_empty(r) else None
 
 
+def measured_other_work(r: dict) -> bool:
+    """Whether a ``timings.json`` record measured its notebook's other work for the plan: seed 0's
+    first run, begun from an empty cache (:func:`began_empty`)."""
+    return r.get("seed", 0) == 0 and r.get("first_run_other_minutes") is not None and began_empty(r)
+
+
 def update_work(timings: list[dict], path: Path | None = None) -> dict:
     """Write the measured work of the first runs in ``timings`` (``runner run``'s ``timings.json``
     values; seed 0 only) into ``path``: the minutes outside training, the owner's trainings the run
     made (when it made any), and this machine's throughput of each notebook's host model: run it
-    where those notebooks ran. Only a first run that began from an empty cache (:func:`began_empty`)
-    measured its other work: one that found votes or attacks cached would understate it, and is left
-    out. Returns the file's new content."""
+    where those notebooks ran. Only a first run that began from an empty cache measured its other
+    work (:func:`measured_other_work`): one that found votes or attacks cached would understate it,
+    and is left out. Returns the file's new content."""
     path = Path(path or WORK_FILE)
     work = measured_work(path)
     speeds: dict = {}
     for r in timings:
-        if r.get("seed", 0) != 0 or r.get("first_run_other_minutes") is None or not began_empty(r):
+        if not measured_other_work(r):
             continue
         k = host(r["paper"], r["dataset"], r["profile"])
         ran_on = r.get("ran_on") or {}
